@@ -1,0 +1,1 @@
+"""tapzone server package."""

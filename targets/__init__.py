@@ -1,0 +1,1 @@
+"""tapzone targets package."""
