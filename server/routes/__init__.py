@@ -1,1 +1,1 @@
-"""tapzone server/routes package."""
+"""HTTP routes, one module per family."""

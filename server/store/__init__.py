@@ -1,1 +1,21 @@
-"""tapzone server/store package."""
+"""Storage backends behind one port (server.store.base.Store)."""
+
+from __future__ import annotations
+
+from server.config import Config
+from server.store.base import Store
+
+
+def make_store(config: Config) -> Store:
+    """The backend the configuration asks for (not opened yet)."""
+    if config.database_url:
+        raise ValueError("PostgreSQL (--database-url) is not available in this build yet.")
+    from server.store.sqlite import SqliteStore
+
+    return SqliteStore(
+        config.db,
+        write_queue_events=config.write_queue_events,
+        group_commit_events=config.group_commit_events,
+        retry_after_s=config.retry_after_s,
+        cache_mib=config.sqlite_cache_mib,
+    )

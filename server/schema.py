@@ -1,0 +1,181 @@
+"""msgspec Structs of the wire format (SPEC §3): the batch header and every event kind."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+# Millisecond epochs up to the end of year 9999: keeps every sum of times inside int64.
+EpochMs = Annotated[int, Meta(ge=0, le=253_402_300_799_999)]
+Uptime = Annotated[int, Meta(ge=0, le=2**53)]
+Count = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+Euid = Annotated[str, Meta(min_length=1, max_length=128)]
+Px = Annotated[float, Meta(ge=-1e7, le=1e7)]
+Direction = Annotated[int, Meta(ge=1, le=5)]
+
+
+class Origin(Struct, kw_only=True):
+    an: str
+    st: str
+    sf: str
+
+
+class Resolution(Struct, kw_only=True):
+    d: Annotated[float, Meta(ge=0.75, le=10)]
+    w: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    h: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+
+
+class Versions(Struct, kw_only=True):
+    sv: str
+    sb: int
+    av: str
+    af: str
+    ab: int
+
+
+class EventBase(Struct, kw_only=True, tag_field="ea"):
+    euid: Euid
+    t: EpochMs
+    upt: Uptime
+    url: str
+    scn: Count
+    c: Annotated[int, Meta(ge=-1, le=4)]
+    ci: str | None = None
+    o: Annotated[int, Meta(ge=0, le=1)]
+    vo: Versions
+    sn: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+
+
+class AppStart(EventBase, kw_only=True, tag=0):
+    pass
+
+
+class Foreground(EventBase, kw_only=True, tag=1):
+    pass
+
+
+class Background(EventBase, kw_only=True, tag=2):
+    pass
+
+
+class Screenview(EventBase, kw_only=True, tag=4):
+    st: str
+    sl: Count
+
+
+class GestureBase(EventBase, kw_only=True):
+    tvp: str
+    tvid: str
+    x: Px | None = None
+    y: Px | None = None
+
+
+class Tap(GestureBase, kw_only=True, tag=6):
+    ur: bool
+
+
+class LongPress(GestureBase, kw_only=True, tag=8):
+    pass
+
+
+class Drag(GestureBase, kw_only=True, tag=9):
+    fd: Direction
+    tvd: Count
+    tvv: Count
+
+
+class Flick(GestureBase, kw_only=True, tag=10):
+    fd: Direction
+    tvd: Count
+    tvv: Count
+
+
+class TransactionDetail(Struct, kw_only=True):
+    vl: Annotated[float, Meta(ge=-1e15, le=1e15)]
+    cu: Annotated[int, Meta(ge=1, le=999)]
+    id: str | None = None
+
+
+class Transaction(EventBase, kw_only=True, tag=16):
+    tr: TransactionDetail
+
+
+class DynamicVarStr(EventBase, kw_only=True, tag=18):
+    k: str
+    v: str
+
+
+class DynamicVarInt(EventBase, kw_only=True, tag=19):
+    k: str
+    v: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+Event = (
+    AppStart
+    | Foreground
+    | Background
+    | Screenview
+    | Tap
+    | LongPress
+    | Drag
+    | Flick
+    | Transaction
+    | DynamicVarStr
+    | DynamicVarInt
+)
+
+
+class _Header(Struct, kw_only=True):
+    pid: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    uid: Annotated[str, Meta(min_length=1, max_length=64)]
+    dt: Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
+    dma: str | None = None
+    dmo: str | None = None
+    os: str
+    l: str  # noqa: E741 - the wire name
+    tz: str
+    now: EpochMs
+    to: Origin
+    r: Resolution
+
+
+class Batch(_Header, kw_only=True):
+    """The whole batch, every event valid: the fast path."""
+
+    pl: Annotated[list[Event], Meta(min_length=1)]
+
+
+class RawBatch(_Header, kw_only=True):
+    """The header decoded strictly, events kept raw to be decoded one by one."""
+
+    pl: Annotated[list[msgspec.Raw], Meta(min_length=1)]
+
+
+class _EuidProbe(Struct):
+    euid: str | None = None
+
+
+BATCH_DECODER = msgspec.json.Decoder(Batch)
+RAW_BATCH_DECODER = msgspec.json.Decoder(RawBatch)
+EVENT_DECODER = msgspec.json.Decoder(Event)
+_EUID_DECODER = msgspec.json.Decoder(_EuidProbe)
+
+GESTURE_EAS = frozenset({6, 8, 9, 10})
+
+
+def at_path(message: str, prefix: str) -> str:
+    """Re-root a msgspec message decoded from a sub-document: `$.ea` -> `$.pl[3].ea`."""
+    if "- at `$" in message:
+        return message.replace("- at `$", f"- at `{prefix}", 1)
+    return f"{message} - at `{prefix}`"
+
+
+def probe_euid(raw: bytes) -> str | None:
+    """The euid of an event that failed validation, when it has a usable one."""
+    try:
+        return _EUID_DECODER.decode(raw).euid
+    except msgspec.DecodeError:
+        return None

@@ -1,0 +1,58 @@
+"""The storage port: what the routes and the CLI need from a database, whatever it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.ingest import IngestResult, PreparedBatch
+
+ROLE_INGEST = "ingest"
+ROLE_READ = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    pid: int
+    name: str
+    ingest_key: str
+    read_key: str
+    batch_size: int
+    tracking_enabled: bool = True
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            "ingest_key": self.ingest_key,
+            "read_key": self.read_key,
+            "batch_size": self.batch_size,
+        }
+
+
+class ProjectExists(Exception):
+    """Raised by create_project when the pid or name is taken."""
+
+
+class Store(Protocol):
+    """A backend: SQLite (server.store.sqlite) or PostgreSQL (server.store.postgres)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None:
+        """Finish every write already queued, then release connections."""
+
+    async def ping(self) -> bool: ...
+
+    async def create_project(
+        self, name: str, *, pid: int | None = None, batch_size: int = 50
+    ) -> Project: ...
+
+    async def list_projects(self) -> list[Project]: ...
+
+    async def ingest(self, batch: PreparedBatch) -> IngestResult:
+        """Commit the batch durably (all or nothing) and count new vs duplicate events.
+
+        Raises server.errors.Overloaded when the write queue is full; then nothing is stored.
+        """
+        ...

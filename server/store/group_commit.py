@@ -1,0 +1,108 @@
+"""One writer task that commits the items of every waiting request in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from server.errors import Overloaded
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+# write_group(items) -> one result per item, or an exception instance for an item that failed
+# on its own (the others are still committed).
+WriteGroup = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
+
+
+class GroupCommitWriter(Generic[T, R]):
+    """Queue of (item, future); the loop takes as many as fit a group and commits them together.
+
+    A request is answered only after the transaction holding its item has committed. The queue
+    is bounded by the total size of waiting items: past it, `submit` refuses at once (503) and
+    the item is never stored.
+    """
+
+    def __init__(
+        self,
+        write_group: WriteGroup[T, R],
+        *,
+        max_queued: int,
+        max_group: int,
+        retry_after_s: int = 1,
+    ) -> None:
+        self._write_group = write_group
+        self._max_queued = max_queued
+        self._max_group = max_group
+        self._retry_after_s = retry_after_s
+        self._queue: deque[tuple[T, int, asyncio.Future[R]]] = deque()
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tapzone-writer")
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    async def submit(self, item: T, size: int) -> R:
+        if self._closing:
+            raise Overloaded(
+                "The server is shutting down; retry later.",
+                headers={"Retry-After": str(self._retry_after_s)},
+            )
+        if self._queued and self._queued + size > self._max_queued:
+            raise Overloaded(
+                "The write queue is full; retry later.",
+                headers={"Retry-After": str(self._retry_after_s)},
+            )
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, size, future))
+        self._queued += size
+        self._wakeup.set()
+        # Shielded: a client that hangs up must not cancel the write of what it already sent.
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Stop taking items, commit everything queued, stop the loop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            group: list[tuple[T, int, asyncio.Future[R]]] = []
+            total = 0
+            while self._queue and (not group or total + self._queue[0][1] <= self._max_group):
+                entry = self._queue.popleft()
+                group.append(entry)
+                total += entry[1]
+            try:
+                results = await self._write_group([item for item, _, _ in group])
+            except Exception as exc:  # the whole transaction failed: nothing of it is stored
+                log.exception("group commit of %d items failed", len(group))
+                results = [exc] * len(group)
+            finally:
+                self._queued -= total
+            for (_, _, future), result in zip(group, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

@@ -1,0 +1,202 @@
+"""SQLite backend: one writer thread doing group commits, aiosqlite connections for reads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import aiosqlite
+
+from server.ingest import IngestResult, PreparedBatch
+from server.store.base import Project, ProjectExists
+from server.store.group_commit import GroupCommitWriter
+from server.store.keys import new_keys
+from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
+
+T = TypeVar("T")
+
+_PROJECT_COLUMNS = "pid, name, ingest_key, read_key, batch_size, tracking_enabled"
+
+
+def _project(row: Sequence[object]) -> Project:
+    pid, name, ingest_key, read_key, batch_size, enabled = row
+    return Project(
+        pid=int(pid),  # type: ignore[call-overload]
+        name=str(name),
+        ingest_key=str(ingest_key),
+        read_key=str(read_key),
+        batch_size=int(batch_size),  # type: ignore[call-overload]
+        tracking_enabled=bool(enabled),
+    )
+
+
+class SqliteStore:
+    """The embedded default store.
+
+    Writes: a single thread owns the only write connection; the GroupCommitWriter hands it the
+    batches of all waiting requests, which it commits in one transaction (WAL,
+    synchronous=FULL: a commit is on disk before any request is answered). A whole group is
+    one hop to that thread, not one per statement. Reads use a separate aiosqlite connection,
+    so they never wait for the writer (WAL readers see the last commit).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        write_queue_events: int = 100_000,
+        group_commit_events: int = 20_000,
+        retry_after_s: int = 1,
+        cache_mib: int = 256,
+    ) -> None:
+        self.path = path
+        self._cache_kib = cache_mib * 1024
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-sqlite")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: aiosqlite.Connection | None = None
+        self._writer: GroupCommitWriter[PreparedBatch, IngestResult] = GroupCommitWriter(
+            self._write_group,
+            max_queued=write_queue_events,
+            max_group=group_commit_events,
+            retry_after_s=retry_after_s,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        await self._in_writer(self._open_writer)
+        self._rconn = await aiosqlite.connect(self.path)
+        await self._rconn.execute("PRAGMA busy_timeout = 5000")
+        await self._rconn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
+        self._writer.start()
+
+    async def close(self) -> None:
+        await self._writer.close()
+        if self._rconn is not None:
+            await self._rconn.close()
+            self._rconn = None
+        if self._wconn is not None:
+            await self._in_writer(self._wconn.close)
+            self._wconn = None
+        self._executor.shutdown(wait=True)
+
+    def _open_writer(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        migrate(conn)
+        self._wconn = conn
+
+    async def _in_writer(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def _read(self) -> aiosqlite.Connection:
+        if self._rconn is None:
+            raise RuntimeError("store is not open")
+        return self._rconn
+
+    # -- health and projects -------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        try:
+            async with self._read.execute("SELECT count(*) FROM schema_migrations") as cur:
+                return (await cur.fetchone()) is not None
+        except (sqlite3.Error, ValueError):
+            return False
+
+    async def list_projects(self) -> list[Project]:
+        async with self._read.execute(
+            f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY pid"
+        ) as cur:
+            return [_project(row) for row in await cur.fetchall()]
+
+    async def create_project(
+        self, name: str, *, pid: int | None = None, batch_size: int = 50
+    ) -> Project:
+        return await self._in_writer(self._create_project, name, pid, batch_size)
+
+    def _create_project(self, name: str, pid: int | None, batch_size: int) -> Project:
+        conn = self._conn()
+        ingest_key, read_key = new_keys()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if pid is not None and conn.execute(
+                "SELECT 1 FROM projects WHERE pid = ?", (pid,)
+            ).fetchone():
+                raise ProjectExists(f"Project {pid} already exists.")
+            if conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
+                raise ProjectExists(f"A project named {name!r} already exists.")
+            cur = conn.execute(
+                "INSERT INTO projects (pid, name, ingest_key, read_key, batch_size, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (pid, name, ingest_key, read_key, batch_size, int(time.time() * 1000)),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return Project(int(cur.lastrowid or 0), name, ingest_key, read_key, batch_size)
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    async def ingest(self, batch: PreparedBatch) -> IngestResult:
+        return await self._writer.submit(batch, batch.size)
+
+    async def _write_group(
+        self, batches: Sequence[PreparedBatch]
+    ) -> Sequence[IngestResult | BaseException]:
+        return await self._in_writer(self._write_group_sync, batches)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._wconn is None:
+            raise RuntimeError("store is not open")
+        return self._wconn
+
+    def _write_group_sync(
+        self, batches: Sequence[PreparedBatch]
+    ) -> list[IngestResult | BaseException]:
+        conn = self._conn()
+        results: list[IngestResult | BaseException] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (batch_id,) = conn.execute(
+                "SELECT coalesce(max(batch_id), 0) + 1 FROM batches"
+            ).fetchone()
+            for batch in batches:
+                # A savepoint per batch: one that fails on its own is undone alone.
+                conn.execute("SAVEPOINT batch")
+                try:
+                    results.append(self._write_batch(conn, batch, batch_id))
+                    conn.execute("RELEASE batch")
+                    batch_id += 1
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO batch")
+                    conn.execute("RELEASE batch")
+                    results.append(exc)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    @staticmethod
+    def _write_batch(conn: sqlite3.Connection, batch: PreparedBatch, batch_id: int) -> IngestResult:
+        conn.execute(INSERT_BATCH, (batch_id, *batch.header))
+        before = conn.total_changes
+        conn.executemany(INSERT_EVENT, [(*row, batch_id) for row in batch.events])
+        accepted = conn.total_changes - before
+        if batch.quarantine:
+            conn.executemany(INSERT_QUARANTINE, [(*row, batch_id) for row in batch.quarantine])
+        return IngestResult(accepted=accepted, duplicates=len(batch.events) - accepted)

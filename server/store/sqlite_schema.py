@@ -1,0 +1,122 @@
+"""SQLite schema as numbered migrations, applied once each and recorded in schema_migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from server.ingest import BATCH_COLUMNS, EVENT_COLUMNS, QUARANTINE_COLUMNS
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE projects (
+            pid INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            ingest_key TEXT NOT NULL UNIQUE,
+            read_key TEXT NOT NULL UNIQUE,
+            batch_size INTEGER NOT NULL,
+            tracking_enabled INTEGER NOT NULL DEFAULT 1,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE batches (
+            batch_id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            uid TEXT NOT NULL,
+            dt INTEGER, dma TEXT, dmo TEXT, os TEXT, l TEXT, tz TEXT,
+            now_ms INTEGER, received_ms INTEGER NOT NULL,
+            an TEXT, st TEXT, sf TEXT, density REAL, w INTEGER, h INTEGER,
+            source INTEGER NOT NULL
+        );
+        CREATE TABLE events (
+            pid INTEGER NOT NULL,
+            euid TEXT NOT NULL,
+            ea INTEGER NOT NULL,
+            uid TEXT NOT NULL,
+            dt INTEGER NOT NULL,
+            sn INTEGER NOT NULL,
+            scn INTEGER NOT NULL,
+            t_ms INTEGER NOT NULL,
+            upt_ms INTEGER NOT NULL,
+            now_ms INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL,
+            corrected_ms INTEGER NOT NULL,
+            clamped INTEGER NOT NULL,
+            url TEXT NOT NULL,
+            screen TEXT NOT NULL,
+            c INTEGER, ci TEXT, o INTEGER,
+            sv TEXT, sb INTEGER, av TEXT, af TEXT, ab INTEGER,
+            st TEXT, sl INTEGER,
+            tvp TEXT, tvid TEXT, ur INTEGER, fd INTEGER, tvd INTEGER, tvv INTEGER,
+            x REAL, y REAL,
+            tr_vl REAL, tr_cu INTEGER, tr_id TEXT,
+            k TEXT, v_str TEXT, v_int INTEGER,
+            source INTEGER NOT NULL,
+            batch_id INTEGER NOT NULL,
+            PRIMARY KEY (pid, euid)
+        );
+        CREATE TABLE quarantine (
+            qid INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            euid TEXT,
+            reason TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            raw_sha TEXT NOT NULL,
+            batch_id INTEGER NOT NULL,
+            UNIQUE (pid, raw_sha)
+        );
+        """,
+    ),
+]
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+INSERT_BATCH = (
+    f"INSERT INTO batches (batch_id, {', '.join(BATCH_COLUMNS)}) "
+    f"VALUES ({_placeholders(len(BATCH_COLUMNS) + 1)})"
+)
+INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, batch_id) "
+    f"VALUES ({_placeholders(len(EVENT_COLUMNS) + 1)}) ON CONFLICT (pid, euid) DO NOTHING"
+)
+INSERT_QUARANTINE = (
+    f"INSERT INTO quarantine ({', '.join(QUARANTINE_COLUMNS)}, batch_id) "
+    f"VALUES ({_placeholders(len(QUARANTINE_COLUMNS) + 1)}) ON CONFLICT (pid, raw_sha) DO NOTHING"
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the missing migrations, each in its own transaction; returns the version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, script in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+            ).fetchone():
+                conn.execute("ROLLBACK")  # another process applied it meanwhile
+                continue
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
+                (version, int(time.time() * 1000)),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return max(v for v, _ in MIGRATIONS)
