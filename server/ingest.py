@@ -9,18 +9,13 @@ import msgspec
 
 from server.errors import BadRequest, PayloadTooLarge
 from server.schema import (
-    BATCH_DECODER,
     EVENT_DECODER,
     RAW_BATCH_DECODER,
-    Batch,
     Drag,
-    DynamicVarInt,
-    DynamicVarStr,
     Event,
     Flick,
     GestureBase,
     RawBatch,
-    Screenview,
     Tap,
     Transaction,
     at_path,
@@ -28,17 +23,17 @@ from server.schema import (
 )
 from server.screens import screen_name
 
-# Column order of the events table; the writer prepends nothing and appends batch_id.
+# Column order of the events table; the writer appends batch_id. The columns are what queries
+# filter and group on. Every field as the SDK sent it (also those a newer SDK adds) is kept in
+# the batch's `body` (one blob per batch): event `idx` of batch `batch_id` is `$.pl[idx]` there.
+# One blob per batch instead of one per event keeps the per-event insert narrow and fast.
 EVENT_COLUMNS = (
-    "pid", "euid", "ea", "uid", "dt", "sn", "scn",
-    "t_ms", "upt_ms", "now_ms", "received_ms", "corrected_ms", "clamped",
-    "url", "screen", "c", "ci", "o", "sv", "sb", "av", "af", "ab",
-    "st", "sl", "tvp", "tvid", "ur", "fd", "tvd", "tvv", "x", "y",
-    "tr_vl", "tr_cu", "tr_id", "k", "v_str", "v_int", "source",
+    "pid", "euid", "ea", "uid", "dt", "sn", "scn", "t_ms", "corrected_ms", "clamped",
+    "screen", "av", "tvp", "ur", "fd", "tr_vl", "tr_cu", "source", "idx",
 )  # fmt: skip
 BATCH_COLUMNS = (
     "pid", "uid", "dt", "dma", "dmo", "os", "l", "tz", "now_ms", "received_ms",
-    "an", "st", "sf", "density", "w", "h", "source",
+    "an", "st", "sf", "density", "w", "h", "source", "body",
 )  # fmt: skip
 QUARANTINE_COLUMNS = ("pid", "received_ms", "idx", "euid", "reason", "raw", "raw_sha")
 
@@ -75,63 +70,50 @@ def corrected_time(t_ms: int, now_ms: int, received_ms: int, limit_ms: int) -> t
     return corrected, 0
 
 
-def decode_batch(body: bytes, max_events: int) -> tuple[Batch | RawBatch, list[Event | None]]:
-    """Decode the body: the header strictly (400), the events one by one.
-
-    Returns the header and a list with the decoded event, or None where the event is
-    invalid (its reason is then found again by `quarantine_rows`).
-    """
+def decode_batch(body: bytes, max_events: int) -> RawBatch:
+    """Decode the header strictly (400) and keep each event as its raw JSON slice."""
     try:
-        batch: Batch | RawBatch = BATCH_DECODER.decode(body)
-    except msgspec.DecodeError:
-        try:
-            batch = RAW_BATCH_DECODER.decode(body)
-        except msgspec.ValidationError as exc:
-            raise BadRequest(f"Invalid batch: {exc}.") from None
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+        batch = RAW_BATCH_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"Invalid batch: {exc}.") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
     if len(batch.pl) > max_events:
         raise PayloadTooLarge(
             f"The batch has {len(batch.pl)} events; at most {max_events} are accepted - at `$.pl`."
         )
-    if isinstance(batch, Batch):
-        return batch, list(batch.pl)
-    events: list[Event | None] = []
-    for raw in batch.pl:
-        try:
-            events.append(EVENT_DECODER.decode(raw))
-        except msgspec.DecodeError:
-            events.append(None)
-    return batch, events
+    return batch
 
 
 def prepare_batch(
     body: bytes, *, max_events: int, received_ms: int, skew_limit_ms: int
 ) -> PreparedBatch:
-    batch, events = decode_batch(body, max_events)
+    """Rows for one batch: each event decoded on its own, so a bad one is only quarantined."""
+    batch = decode_batch(body, max_events)
     pid, uid, dt, now = batch.pid, batch.uid, batch.dt, batch.now
     header = (
         pid, uid, dt, batch.dma, batch.dmo, batch.os, batch.l, batch.tz, now, received_ms,
         batch.to.an, batch.to.st, batch.to.sf, batch.r.d, batch.r.w, batch.r.h, SOURCE_BATCH,
+        body,
     )  # fmt: skip
     prepared = PreparedBatch(pid=pid, header=header, events=[])
     rows = prepared.events
-    for index, event in enumerate(events):
-        if event is None:
-            assert isinstance(batch, RawBatch)
-            _reject(prepared, index, bytes(batch.pl[index]), received_ms)
+    decode = EVENT_DECODER.decode
+    for index, raw in enumerate(batch.pl):
+        try:
+            event = decode(raw)
+        except msgspec.ValidationError as exc:
+            _reject(prepared, index, bytes(raw), str(exc), received_ms)
             continue
         corrected, clamped = corrected_time(event.t, now, received_ms, skew_limit_ms)
-        rows.append(event_row(pid, uid, dt, event, now, received_ms, corrected, clamped))
+        rows.append(event_row(pid, uid, dt, event, corrected, clamped, index))
     return prepared
 
 
-def _reject(prepared: PreparedBatch, index: int, raw: bytes, received_ms: int) -> None:
-    try:
-        EVENT_DECODER.decode(raw)
-        reason = "Invalid event"  # unreachable: only events that failed decoding get here
-    except msgspec.DecodeError as exc:
-        reason = at_path(str(exc), f"$.pl[{index}]")
+def _reject(
+    prepared: PreparedBatch, index: int, raw: bytes, message: str, received_ms: int
+) -> None:
+    reason = at_path(message, f"$.pl[{index}]")
     euid = probe_euid(raw)
     text = raw.decode("utf-8", "replace")
     sha = hashlib.sha256(raw).hexdigest()
@@ -144,34 +126,22 @@ def event_row(
     uid: str,
     dt: int,
     e: Event,
-    now_ms: int,
-    received_ms: int,
     corrected_ms: int,
     clamped: int,
+    idx: int,
     source: int = SOURCE_BATCH,
 ) -> tuple[object, ...]:
     """One events-table row (EVENT_COLUMNS order) for a decoded event."""
-    vo = e.vo
-    st = sl = tvp = tvid = ur = fd = tvd = tvv = x = y = None
-    tr_vl = tr_cu = tr_id = k = v_str = v_int = None
+    tvp = ur = fd = tr_vl = tr_cu = None
     if isinstance(e, GestureBase):
-        tvp, tvid, x, y = e.tvp, e.tvid, e.x, e.y
+        tvp = e.tvp
         if isinstance(e, Tap):
             ur = int(e.ur)
         elif isinstance(e, Drag | Flick):
-            fd, tvd, tvv = e.fd, e.tvd, e.tvv
-    elif isinstance(e, Screenview):
-        st, sl = e.st, e.sl
+            fd = e.fd
     elif isinstance(e, Transaction):
-        tr_vl, tr_cu, tr_id = e.tr.vl, e.tr.cu, e.tr.id
-    elif isinstance(e, DynamicVarStr):
-        k, v_str = e.k, e.v
-    elif isinstance(e, DynamicVarInt):
-        k, v_int = e.k, e.v
+        tr_vl, tr_cu = e.tr.vl, e.tr.cu
     return (
-        pid, e.euid, e.__struct_config__.tag, uid, dt, e.sn, e.scn,
-        e.t, e.upt, now_ms, received_ms, corrected_ms, clamped,
-        e.url, screen_name(e.url), e.c, e.ci, e.o, vo.sv, vo.sb, vo.av, vo.af, vo.ab,
-        st, sl, tvp, tvid, ur, fd, tvd, tvv, x, y,
-        tr_vl, tr_cu, tr_id, k, v_str, v_int, source,
+        pid, e.euid, e.__struct_config__.tag, uid, dt, e.sn, e.scn, e.t, corrected_ms, clamped,
+        screen_name(e.url), e.vo.av, tvp, ur, fd, tr_vl, tr_cu, source, idx,
     )  # fmt: skip

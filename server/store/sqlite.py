@@ -166,24 +166,32 @@ class SqliteStore:
     def _write_group_sync(
         self, batches: Sequence[PreparedBatch]
     ) -> list[IngestResult | BaseException]:
-        conn = self._conn()
+        try:
+            return self._commit(batches)
+        except sqlite3.Error:
+            if len(batches) == 1:
+                raise
+        # Rare: something in the group failed. Commit batch by batch so that only the batch
+        # at fault fails and the others are still stored.
         results: list[IngestResult | BaseException] = []
+        for batch in batches:
+            try:
+                results.extend(self._commit([batch]))
+            except sqlite3.Error as exc:
+                results.append(exc)
+        return results
+
+    def _commit(self, batches: Sequence[PreparedBatch]) -> list[IngestResult | BaseException]:
+        """One transaction for all the batches; on any error nothing of them is stored."""
+        conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             (batch_id,) = conn.execute(
                 "SELECT coalesce(max(batch_id), 0) + 1 FROM batches"
             ).fetchone()
-            for batch in batches:
-                # A savepoint per batch: one that fails on its own is undone alone.
-                conn.execute("SAVEPOINT batch")
-                try:
-                    results.append(self._write_batch(conn, batch, batch_id))
-                    conn.execute("RELEASE batch")
-                    batch_id += 1
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO batch")
-                    conn.execute("RELEASE batch")
-                    results.append(exc)
+            results: list[IngestResult | BaseException] = []
+            for offset, batch in enumerate(batches):
+                results.append(self._write_batch(conn, batch, batch_id + offset))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -27,7 +27,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             dt INTEGER, dma TEXT, dmo TEXT, os TEXT, l TEXT, tz TEXT,
             now_ms INTEGER, received_ms INTEGER NOT NULL,
             an TEXT, st TEXT, sf TEXT, density REAL, w INTEGER, h INTEGER,
-            source INTEGER NOT NULL
+            source INTEGER NOT NULL,
+            body BLOB NOT NULL
         );
         CREATE TABLE events (
             pid INTEGER NOT NULL,
@@ -38,21 +39,17 @@ MIGRATIONS: list[tuple[int, str]] = [
             sn INTEGER NOT NULL,
             scn INTEGER NOT NULL,
             t_ms INTEGER NOT NULL,
-            upt_ms INTEGER NOT NULL,
-            now_ms INTEGER NOT NULL,
-            received_ms INTEGER NOT NULL,
             corrected_ms INTEGER NOT NULL,
             clamped INTEGER NOT NULL,
-            url TEXT NOT NULL,
             screen TEXT NOT NULL,
-            c INTEGER, ci TEXT, o INTEGER,
-            sv TEXT, sb INTEGER, av TEXT, af TEXT, ab INTEGER,
-            st TEXT, sl INTEGER,
-            tvp TEXT, tvid TEXT, ur INTEGER, fd INTEGER, tvd INTEGER, tvv INTEGER,
-            x REAL, y REAL,
-            tr_vl REAL, tr_cu INTEGER, tr_id TEXT,
-            k TEXT, v_str TEXT, v_int INTEGER,
+            av TEXT NOT NULL,
+            tvp TEXT,
+            ur INTEGER,
+            fd INTEGER,
+            tr_vl REAL,
+            tr_cu INTEGER,
             source INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
             batch_id INTEGER NOT NULL,
             PRIMARY KEY (pid, euid)
         );

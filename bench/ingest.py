@@ -1,0 +1,140 @@
+"""Durable ingest over HTTP: events/s and latency with group commit vs one commit per request.
+
+Starts `tapzone serve` on a fresh SQLite database, drives it over loopback with concurrent
+keep-alive clients posting distinct 50-event batches (pre-encoded, so the generator spends its
+time on HTTP, not JSON), and prints acknowledged events/s with p50/p99 latency. Then it runs an
+open-loop load at half the measured rate for the p99 figure of SPEC §8. The baseline is the same
+server with TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import add_project, running_server  # noqa: E402
+
+EVENTS_PER_BATCH = 50
+
+
+def make_bodies(pid: int, n_batches: int) -> list[bytes]:
+    vo = {"sv": "2.1", "sb": 4, "av": "2.3.0", "af": "release", "ab": 1}
+    now = int(time.time() * 1000)
+    bodies = []
+    for b in range(n_batches):
+        uid = str(uuid.uuid4())
+        pl = []
+        for i in range(EVENTS_PER_BATCH):
+            t = now - 60_000 + i * 100
+            e = {"euid": str(uuid.uuid4()), "t": t, "upt": 5000 + i * 100, "scn": 1 + i // 10,
+                 "url": f"app-and://shop/main?title=Screen{i // 10}", "c": 1, "o": 0,
+                 "vo": vo, "sn": 1 + b % 5}
+            if i % 10 == 0:
+                e.update(ea=4, st=f"Screen{i // 10}", sl=120)
+            elif i % 10 == 9:
+                e.update(ea=16, tr={"vl": 9.99, "cu": 978})
+            else:
+                e.update(ea=6, tvp=f"[root]>UIView>UIButton#b{i % 7}>", tvid=f"b{i % 7}",
+                         ur=True, x=100.0 + i, y=200.0)
+            pl.append(e)
+        batch = {"pid": pid, "uid": uid, "dt": 4, "os": "17.1", "l": "en_US",
+                 "tz": "Europe/Paris", "now": now, "to": {"an": "shop", "st": "sdk-ios",
+                 "sf": "release"}, "r": {"d": 3.0}, "pl": pl}
+        bodies.append(msgspec.json.encode(batch))
+    return bodies
+
+
+async def closed_loop(url: str, key: str, bodies: list[bytes], clients: int) -> tuple[float, list[float]]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    queue = iter(bodies)
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(url, connector=conn, headers=headers) as session:
+        async def client() -> None:
+            for body in queue:
+                start = time.perf_counter()
+                async with session.post("/v1/batch", data=body) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"status {resp.status}")
+                latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return len(bodies) * EVENTS_PER_BATCH / elapsed, latencies
+
+
+async def open_loop(url: str, key: str, bodies: list[bytes], rate_eps: float) -> list[float]:
+    """Send batches at a fixed rate regardless of replies; latency of each."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    interval = EVENTS_PER_BATCH / rate_eps
+    latencies: list[float] = []
+    conn = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(url, connector=conn, headers=headers) as session:
+        async def one(body: bytes) -> None:
+            start = time.perf_counter()
+            async with session.post("/v1/batch", data=body) as resp:
+                await resp.read()
+            latencies.append(time.perf_counter() - start)
+
+        tasks = []
+        t0 = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = t0 + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
+
+
+def run(label: str, env: dict[str, str], n_batches: int, clients: int, half_rate: bool) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "bench.db")
+        project = add_project(db)
+        bodies = make_bodies(project["pid"], n_batches + n_batches // 2)
+        with running_server(db, env=env) as url:
+            warm = bodies[: min(50, n_batches)]
+            asyncio.run(closed_loop(url, project["ingest_key"], warm, clients))
+            eps, lat = asyncio.run(
+                closed_loop(url, project["ingest_key"], bodies[len(warm):n_batches], clients)
+            )
+            print(f"{label}: {eps:,.0f} events/s acknowledged durable "
+                  f"(p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, {clients} clients)")
+            if half_rate:
+                rest = bodies[n_batches:]
+                lat = asyncio.run(open_loop(url, project["ingest_key"], rest, eps / 2))
+                print(f"{label} at half that rate ({eps / 2:,.0f} events/s offered): "
+                      f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms")
+    return eps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=4000, help="batches per run")
+    parser.add_argument("--clients", type=int, default=64)
+    args = parser.parse_args()
+    fast = run("group commit", {}, args.batches, args.clients, half_rate=True)
+    naive = run("baseline, one commit per request", {"TAPZONE_GROUP_COMMIT_EVENTS": "1"},
+                max(args.batches // 4, 200), args.clients, half_rate=False)
+    print(f"ingest speed-up of group commit over one commit per request: {fast / naive:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
