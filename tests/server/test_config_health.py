@@ -1,0 +1,79 @@
+"""GET /v1/config/{pid} and GET /healthz."""
+
+from __future__ import annotations
+
+import time
+
+from support import Service
+
+from server import keys
+from server.auth import DENIED
+
+
+async def test_config_returns_the_run_configuration(service: Service) -> None:
+    before = int(time.time() * 1000)
+    resp = await service.client.get(
+        "/v1/config/1", headers={"Authorization": f"Bearer {service.default.ingest_key}"}
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert before <= body.pop("server_time") <= int(time.time() * 1000)
+    assert body == {"pid": 1, "batch_size": 50, "tracking_enabled": True, "max_batch_events": 1000}
+
+
+async def test_config_uses_the_project_batch_size(service: Service) -> None:
+    project = await service.app[keys.STORE].create_project("big", pid=7, batch_size=200)
+    await service.app[keys.KEYRING].load()
+    resp = await service.client.get(
+        "/v1/config/7", headers={"Authorization": f"Bearer {project.ingest_key}"}
+    )
+    assert (await resp.json())["batch_size"] == 200
+
+
+async def test_config_refusals(service: Service) -> None:
+    def auth(key: str) -> dict:
+        return {"Authorization": f"Bearer {key}"}
+
+    for path, headers in [
+        ("/v1/config/1", {}),
+        ("/v1/config/1", auth(service.default.read_key)),
+        ("/v1/config/1", auth(service.other.ingest_key)),
+        ("/v1/config/2", auth(service.default.ingest_key)),
+        ("/v1/config/999", auth(service.default.ingest_key)),
+    ]:
+        resp = await service.client.get(path, headers=headers)
+        assert resp.status == 401, path
+        assert await resp.json() == {"status": 401, "error": DENIED}
+    resp = await service.client.get("/v1/config/abc", headers=auth(service.default.ingest_key))
+    assert await resp.json() == {
+        "status": 400,
+        "error": "The project id in the path must be a positive integer, got 'abc'.",
+    }
+
+
+async def test_a_key_added_while_running_is_found(service: Service) -> None:
+    # A project created by `tapzone project add` while the server runs: the key ring reloads.
+    project = await service.app[keys.STORE].create_project("late", pid=5)
+    service.app[keys.KEYRING]._loaded_at = float("-inf")
+    resp = await service.client.get(
+        "/v1/config/5", headers={"Authorization": f"Bearer {project.ingest_key}"}
+    )
+    assert resp.status == 200
+
+
+async def test_healthz(service: Service) -> None:
+    resp = await service.client.get("/healthz")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok"}
+
+
+async def test_healthz_is_503_when_the_store_does_not_answer(service: Service) -> None:
+    store = service.app[keys.STORE]
+
+    async def broken() -> bool:
+        return False
+
+    store.ping = broken  # type: ignore[method-assign]
+    resp = await service.client.get("/healthz")
+    assert resp.status == 503
+    assert await resp.json() == {"status": 503, "error": "The store does not answer."}

@@ -1,0 +1,98 @@
+"""The group-commit writer: grouping, per-item failure, close drains the queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from server.errors import Overloaded
+from server.store.group_commit import GroupCommitWriter
+
+
+def make_writer(write_group, max_queued: int, max_group: int) -> GroupCommitWriter[str, str]:
+    writer: GroupCommitWriter[str, str] = GroupCommitWriter(
+        write_group, max_queued=max_queued, max_group=max_group
+    )
+    writer.start()
+    return writer
+
+
+async def test_waiting_items_are_committed_together() -> None:
+    groups: list[list[str]] = []
+    gate = asyncio.Event()
+
+    async def write_group(items):
+        await gate.wait()
+        groups.append(list(items))
+        return [item.upper() for item in items]
+
+    writer = make_writer(write_group, 100, 3)
+    tasks = [asyncio.create_task(writer.submit(name, 1)) for name in "abcde"]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await asyncio.gather(*tasks) == ["A", "B", "C", "D", "E"]
+    assert groups == [["a", "b", "c"], ["d", "e"]]
+    await writer.close()
+
+
+async def test_an_item_failing_alone_fails_only_its_request() -> None:
+    async def write_group(items):
+        return [ValueError(item) if item == "bad" else item for item in items]
+
+    writer = make_writer(write_group, 10, 10)
+    good = asyncio.create_task(writer.submit("good", 1))
+    bad = asyncio.create_task(writer.submit("bad", 1))
+    assert await good == "good"
+    with pytest.raises(ValueError, match="bad"):
+        await bad
+    await writer.close()
+
+
+async def test_a_failed_transaction_fails_every_request_of_the_group(caplog) -> None:
+    async def write_group(items):
+        raise OSError("disk full")
+
+    writer = make_writer(write_group, 10, 10)
+    results = await asyncio.gather(
+        writer.submit("a", 1), writer.submit("b", 1), return_exceptions=True
+    )
+    assert [str(r) for r in results] == ["disk full", "disk full"]
+    assert writer.queued == 0
+    await writer.close()
+
+
+async def test_close_commits_what_is_queued_then_refuses() -> None:
+    done: list[str] = []
+
+    async def write_group(items):
+        await asyncio.sleep(0.01)
+        done.extend(items)
+        return list(items)
+
+    writer = make_writer(write_group, 10, 1)
+    tasks = [asyncio.create_task(writer.submit(x, 1)) for x in "xyz"]
+    await asyncio.sleep(0)
+    await writer.close()
+    assert await asyncio.gather(*tasks) == ["x", "y", "z"]
+    assert done == ["x", "y", "z"]
+    with pytest.raises(Overloaded, match="shutting down"):
+        await writer.submit("late", 1)
+
+
+async def test_a_cancelled_request_is_still_written() -> None:
+    gate = asyncio.Event()
+    done: list[str] = []
+
+    async def write_group(items):
+        await gate.wait()
+        done.extend(items)
+        return list(items)
+
+    writer = make_writer(write_group, 10, 10)
+    task = asyncio.create_task(writer.submit("sent", 1))
+    await asyncio.sleep(0.01)
+    task.cancel()  # the client hung up
+    gate.set()
+    await writer.close()
+    assert done == ["sent"]
