@@ -26,18 +26,27 @@ def free_port() -> int:
 def add_project(db: str, name: str = "bench", env: dict[str, str] | None = None) -> dict:
     out = subprocess.run(
         [*TAPZONE, "project", "add", name, "--db", db],
-        check=True, capture_output=True, text=True, cwd=ROOT, env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
     ).stdout
     return json.loads(out)
 
 
 @contextlib.contextmanager
-def running_server(db: str, *, env: dict[str, str] | None = None, workers: int = 1) -> Iterator[str]:
+def running_server(
+    db: str, *, env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[str]:
     port = free_port()
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
         [*TAPZONE, "serve", "--db", db, "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -37,30 +37,56 @@ def make_bodies(pid: int, n_batches: int) -> list[bytes]:
         pl = []
         for i in range(EVENTS_PER_BATCH):
             t = now - 60_000 + i * 100
-            e = {"euid": str(uuid.uuid4()), "t": t, "upt": 5000 + i * 100, "scn": 1 + i // 10,
-                 "url": f"app-and://shop/main?title=Screen{i // 10}", "c": 1, "o": 0,
-                 "vo": vo, "sn": 1 + b % 5}
+            e = {
+                "euid": str(uuid.uuid4()),
+                "t": t,
+                "upt": 5000 + i * 100,
+                "scn": 1 + i // 10,
+                "url": f"app-and://shop/main?title=Screen{i // 10}",
+                "c": 1,
+                "o": 0,
+                "vo": vo,
+                "sn": 1 + b % 5,
+            }
             if i % 10 == 0:
                 e.update(ea=4, st=f"Screen{i // 10}", sl=120)
             elif i % 10 == 9:
                 e.update(ea=16, tr={"vl": 9.99, "cu": 978})
             else:
-                e.update(ea=6, tvp=f"[root]>UIView>UIButton#b{i % 7}>", tvid=f"b{i % 7}",
-                         ur=True, x=100.0 + i, y=200.0)
+                e.update(
+                    ea=6,
+                    tvp=f"[root]>UIView>UIButton#b{i % 7}>",
+                    tvid=f"b{i % 7}",
+                    ur=True,
+                    x=100.0 + i,
+                    y=200.0,
+                )
             pl.append(e)
-        batch = {"pid": pid, "uid": uid, "dt": 4, "os": "17.1", "l": "en_US",
-                 "tz": "Europe/Paris", "now": now, "to": {"an": "shop", "st": "sdk-ios",
-                 "sf": "release"}, "r": {"d": 3.0}, "pl": pl}
+        batch = {
+            "pid": pid,
+            "uid": uid,
+            "dt": 4,
+            "os": "17.1",
+            "l": "en_US",
+            "tz": "Europe/Paris",
+            "now": now,
+            "to": {"an": "shop", "st": "sdk-ios", "sf": "release"},
+            "r": {"d": 3.0},
+            "pl": pl,
+        }
         bodies.append(msgspec.json.encode(batch))
     return bodies
 
 
-async def closed_loop(url: str, key: str, bodies: list[bytes], clients: int) -> tuple[float, list[float]]:
+async def closed_loop(
+    url: str, key: str, bodies: list[bytes], clients: int
+) -> tuple[float, list[float]]:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     latencies: list[float] = []
     queue = iter(bodies)
     conn = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(url, connector=conn, headers=headers) as session:
+
         async def client() -> None:
             for body in queue:
                 start = time.perf_counter()
@@ -83,6 +109,7 @@ async def open_loop(url: str, key: str, bodies: list[bytes], rate_eps: float) ->
     latencies: list[float] = []
     conn = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(url, connector=conn, headers=headers) as session:
+
         async def one(body: bytes) -> None:
             start = time.perf_counter()
             async with session.post("/v1/batch", data=body) as resp:
@@ -113,15 +140,19 @@ def run(label: str, env: dict[str, str], n_batches: int, clients: int, half_rate
             warm = bodies[: min(50, n_batches)]
             asyncio.run(closed_loop(url, project["ingest_key"], warm, clients))
             eps, lat = asyncio.run(
-                closed_loop(url, project["ingest_key"], bodies[len(warm):n_batches], clients)
+                closed_loop(url, project["ingest_key"], bodies[len(warm) : n_batches], clients)
             )
-            print(f"{label}: {eps:,.0f} events/s acknowledged durable "
-                  f"(p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, {clients} clients)")
+            print(
+                f"{label}: {eps:,.0f} events/s acknowledged durable "
+                f"(p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, {clients} clients)"
+            )
             if half_rate:
                 rest = bodies[n_batches:]
                 lat = asyncio.run(open_loop(url, project["ingest_key"], rest, eps / 2))
-                print(f"{label} at half that rate ({eps / 2:,.0f} events/s offered): "
-                      f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms")
+                print(
+                    f"{label} at half that rate ({eps / 2:,.0f} events/s offered): "
+                    f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms"
+                )
     return eps
 
 
@@ -131,8 +162,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     args = parser.parse_args()
     fast = run("group commit", {}, args.batches, args.clients, half_rate=True)
-    naive = run("baseline, one commit per request", {"TAPZONE_GROUP_COMMIT_EVENTS": "1"},
-                max(args.batches // 4, 200), args.clients, half_rate=False)
+    naive = run(
+        "baseline, one commit per request",
+        {"TAPZONE_GROUP_COMMIT_EVENTS": "1"},
+        max(args.batches // 4, 200),
+        args.clients,
+        half_rate=False,
+    )
     print(f"ingest speed-up of group commit over one commit per request: {fast / naive:.1f}x")
 
 
