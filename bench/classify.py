@@ -144,7 +144,7 @@ def command(csv_path: Path, out_path: Path) -> list[str]:
         if probe.returncode == 0:
             return [str(exe), "classify", str(csv_path), "--output", str(out_path)]
     code = (
-        "import sys; from server.classify_cli import run_classify; "
+        "import sys; from server.offline import run_classify; "
         f"sys.exit(run_classify({str(csv_path)!r}, {str(out_path)!r}, None, None))"
     )
     return [sys.executable, "-c", code]

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "classify":
-        from server.classify_cli import run_classify
+        from server.offline import run_classify
 
         return run_classify(args.input, args.output, args.density, args.format)
     config = _config(args)

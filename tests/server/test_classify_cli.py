@@ -1,4 +1,4 @@
-"""`tapzone classify` (server.classify_cli.run_classify): exact outputs and messages."""
+"""`tapzone classify` (server.offline.run_classify): exact outputs and messages."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from gestures import DIRECTION_NAMES, GESTURE_NAMES, classify_strokes
-from server.classify_cli import Limits, run_classify
 from server.errors import CliError
+from server.offline import Limits, run_classify
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures" / "touches"
@@ -92,7 +92,7 @@ def test_tiny_chunks_split_strokes_across_blocks() -> None:
 
 def test_command_line_entry_via_python(tmp_path: Path) -> None:
     code = (
-        "import sys; from server.classify_cli import run_classify; "
+        "import sys; from server.offline import run_classify; "
         f"sys.exit(run_classify({str(FIXTURES / 'sample.csv')!r}, None, None, None))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT,
