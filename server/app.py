@@ -13,7 +13,7 @@ from server.auth import KeyRing
 from server.config import Config
 from server.middleware import error_middleware
 from server.routes import config as config_routes
-from server.routes import health, ingest
+from server.routes import health, ingest, snapshots, touches, zoning
 from server.store import make_store
 from server.store.base import ProjectExists, Store
 
@@ -30,7 +30,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.CONFIG] = config
     app.cleanup_ctx.append(_store_ctx)
-    for routes in (ingest, config_routes, health):
+    for routes in (ingest, touches, snapshots, config_routes, health, zoning):
         routes.setup(app)
     return app
 

@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--output", help="output CSV path (default stdout)")
     classify.add_argument("--density", type=float, help="px per dp when the input has none")
     classify.add_argument("--format", choices=("csv", "jsonl"), help="input format")
+
+    zoning = commands.add_parser("zoning", help="per-element metrics of one screen (SPEC §7)")
+    zoning.add_argument("--pid", type=_positive_int, required=True, help="project id")
+    zoning.add_argument("--screen", required=True, help="screen name")
+    zoning.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD", help="first UTC day")
+    zoning.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD", help="last UTC day")
+    zoning.add_argument("--av", help="only this app version")
+    zoning.add_argument("--dt", metavar="N", help="only this device type (4 phone, 5 tablet)")
+    zoning.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="output format"
+    )
+    _store_options(zoning)
     return parser
 
 
@@ -106,6 +118,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "project":
         return asyncio.run(_project(args, config))
+    if args.command == "zoning":
+        return asyncio.run(_zoning(args, config))
     raise CliError(f"unknown command {args.command!r}")
 
 
@@ -134,6 +148,39 @@ async def _project(args: argparse.Namespace, config: Config) -> int:
                 print(json.dumps(project.as_json()))
     finally:
         await store.close()
+    return 0
+
+
+async def _zoning(args: argparse.Namespace, config: Config) -> int:
+    import os
+
+    from server.errors import BadRequest
+    from server.store import make_store
+    from server.zoning import CLI_NAMING, parse_query, render
+
+    values = {
+        "screen": args.screen, "from": args.from_day, "to": args.to_day, "av": args.av,
+        "dt": args.dt,
+    }  # fmt: skip
+    try:
+        query = parse_query(args.pid, values, CLI_NAMING)
+    except BadRequest as exc:
+        raise CliError(exc.message) from None
+    if not config.database_url and not os.path.exists(config.db):
+        # A read-only command: do not leave an empty database behind.
+        raise CliError(f"no database at {config.db}")
+    try:
+        store = make_store(config)
+        await store.open()
+    except (ValueError, OSError) as exc:
+        raise CliError(f"cannot open the store: {exc}") from None
+    try:
+        if not any(p.pid == args.pid for p in await store.list_projects()):
+            raise CliError(f"no project with pid {args.pid}")
+        report = await store.zoning(query)
+    finally:
+        await store.close()
+    sys.stdout.write(render(report, args.format))
     return 0
 
 

@@ -37,6 +37,8 @@ BATCH_COLUMNS = (
 )  # fmt: skip
 QUARANTINE_COLUMNS = ("pid", "received_ms", "idx", "euid", "reason", "raw", "raw_sha")
 
+NESTED_TOO_DEEP = "The JSON is nested too deeply to be decoded"
+
 SOURCE_BATCH = 0
 SOURCE_TOUCHES = 1
 
@@ -78,6 +80,10 @@ def decode_batch(body: bytes, max_events: int) -> RawBatch:
         raise BadRequest(f"Invalid batch: {exc}.") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        # msgspec refuses nesting past the interpreter's recursion limit; the raw events were
+        # scanned here too, so no single event can hit it later.
+        raise BadRequest(f"{NESTED_TOO_DEEP}.") from None
     if len(batch.pl) > max_events:
         raise PayloadTooLarge(
             f"The batch has {len(batch.pl)} events; at most {max_events} are accepted - at `$.pl`."

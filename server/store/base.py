@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.ingest import IngestResult, PreparedBatch
+from server.snapshots import ResolvedSnapshot
+from server.zoning import ZoningQuery, ZoningReport
 
 ROLE_INGEST = "ingest"
 ROLE_READ = "read"
@@ -50,9 +52,17 @@ class Store(Protocol):
 
     async def list_projects(self) -> list[Project]: ...
 
+    async def save_snapshot(self, snapshot: ResolvedSnapshot, body: bytes) -> int:
+        """Store a resolved snapshot and replace the target map of its (screen, av)."""
+        ...
+
     async def ingest(self, batch: PreparedBatch) -> IngestResult:
         """Commit the batch durably (all or nothing) and count new vs duplicate events.
 
         Raises server.errors.Overloaded when the write queue is full; then nothing is stored.
         """
+        ...
+
+    async def zoning(self, query: ZoningQuery) -> ZoningReport:
+        """SPEC §7 for one screen and period: exact, from whatever the backend keeps."""
         ...

@@ -13,10 +13,14 @@ from typing import TypeVar
 import aiosqlite
 
 from server.ingest import IngestResult, PreparedBatch
+from server.snapshots import ResolvedSnapshot
 from server.store.base import Project, ProjectExists
 from server.store.group_commit import GroupCommitWriter
 from server.store.keys import new_keys
 from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
+from server.store.sqlite_zoning import update_zoning, zoning_mark
+from server.store.sqlite_zoning import zoning as query_zoning
+from server.zoning import ZoningQuery, ZoningReport
 
 T = TypeVar("T")
 
@@ -148,6 +152,39 @@ class SqliteStore:
             raise
         return Project(int(cur.lastrowid or 0), name, ingest_key, read_key, batch_size)
 
+    # -- zoning --------------------------------------------------------------------------------
+
+    async def zoning(self, query: ZoningQuery) -> ZoningReport:
+        return await query_zoning(self._read, query)
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    async def save_snapshot(self, snapshot: ResolvedSnapshot, body: bytes) -> int:
+        return await self._in_writer(self._save_snapshot, snapshot, body)
+
+    def _save_snapshot(self, snapshot: ResolvedSnapshot, body: bytes) -> int:
+        """Store the snapshot; its target map replaces the one of its (screen, version)."""
+        conn = self._conn()
+        key = (snapshot.pid, snapshot.screen, snapshot.av)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(
+                "INSERT INTO snapshots (pid, screen, av, platform, received_ms, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*key, snapshot.platform, int(time.time() * 1000), body),
+            )
+            conn.execute("DELETE FROM target_map WHERE pid = ? AND screen = ? AND av = ?", key)
+            conn.executemany(
+                "INSERT INTO target_map (pid, screen, av, tvp, target, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(*key, *entry) for entry in snapshot.target_map()],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(cur.lastrowid or 0)
+
     # -- ingest --------------------------------------------------------------------------------
 
     async def ingest(self, batch: PreparedBatch) -> IngestResult:
@@ -189,9 +226,12 @@ class SqliteStore:
             (batch_id,) = conn.execute(
                 "SELECT coalesce(max(batch_id), 0) + 1 FROM batches"
             ).fetchone()
+            zoning_from = zoning_mark(conn)
             results: list[IngestResult | BaseException] = []
             for offset, batch in enumerate(batches):
                 results.append(self._write_batch(conn, batch, batch_id + offset))
+            # Once per transaction, not per batch: a few set-based statements over its events.
+            update_zoning(conn, zoning_from)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -6,6 +6,7 @@ import sqlite3
 import time
 
 from server.ingest import BATCH_COLUMNS, EVENT_COLUMNS, QUARANTINE_COLUMNS
+from server.store.sqlite_zoning import ZONING_BACKFILL
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -64,6 +65,115 @@ MIGRATIONS: list[tuple[int, str]] = [
             raw_sha TEXT NOT NULL,
             batch_id INTEGER NOT NULL,
             UNIQUE (pid, raw_sha)
+        );
+        """,
+    ),
+    (
+        2,
+        # Zoning (server.store.sqlite_zoning keeps these up to date in the ingest transaction).
+        # target_map belongs to the snapshots route; it is created here too (IF NOT EXISTS,
+        # same definition) because zoning reads it.
+        """
+        CREATE TABLE IF NOT EXISTS target_map (
+            pid INTEGER NOT NULL,
+            screen TEXT NOT NULL,
+            av TEXT NOT NULL,
+            tvp TEXT NOT NULL,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            PRIMARY KEY (pid, screen, av, tvp)
+        );
+        CREATE TABLE zoning_users (
+            user_id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            uid TEXT NOT NULL,
+            UNIQUE (pid, uid)
+        );
+        CREATE TABLE zoning_sessions (
+            session_id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            uid TEXT NOT NULL,
+            sn INTEGER NOT NULL,
+            user_id INTEGER NOT NULL,
+            tx_hex TEXT,
+            tx_amounts TEXT,
+            UNIQUE (pid, uid, sn)
+        );
+        CREATE TABLE zoning_tvps (
+            tvp_id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            screen TEXT NOT NULL,
+            av TEXT NOT NULL,
+            tvp TEXT NOT NULL,
+            UNIQUE (pid, screen, av, tvp)
+        );
+        CREATE TABLE zoning_gestures (
+            pid INTEGER NOT NULL,
+            session_id INTEGER NOT NULL,
+            scn INTEGER NOT NULL,
+            tvp_id INTEGER NOT NULL,
+            taps INTEGER NOT NULL,
+            unresponsive_taps INTEGER NOT NULL,
+            long_presses INTEGER NOT NULL,
+            drags INTEGER NOT NULL,
+            flicks INTEGER NOT NULL,
+            first_tap_ms INTEGER,
+            PRIMARY KEY (pid, session_id, scn, tvp_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE zoning_screenviews (
+            pid INTEGER NOT NULL,
+            screen TEXT NOT NULL,
+            sv_ms INTEGER NOT NULL,
+            session_id INTEGER NOT NULL,
+            scn INTEGER NOT NULL,
+            header_hex TEXT NOT NULL,
+            elements_hex TEXT,
+            tx_hex TEXT,
+            tx_amounts TEXT,
+            av TEXT NOT NULL,
+            dt INTEGER NOT NULL,
+            euid TEXT NOT NULL,
+            user_id INTEGER NOT NULL,
+            PRIMARY KEY (pid, screen, sv_ms, session_id, scn)
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX zoning_screenviews_by_session
+            ON zoning_screenviews (pid, session_id, scn);
+        CREATE TABLE zoning_transactions (
+            tx_id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            session_id INTEGER NOT NULL,
+            tx_ms INTEGER NOT NULL,
+            cu INTEGER NOT NULL,
+            amount REAL NOT NULL
+        );
+        CREATE INDEX zoning_transactions_by_session
+            ON zoning_transactions (pid, session_id, tx_id, tx_ms, cu, amount);
+        """
+        + ZONING_BACKFILL,  # events stored before this migration
+    ),
+    (
+        3,
+        # Snapshots (POST /v1/snapshots) and the map zoning reads; target_map is created by
+        # migration 2 already, with this same definition.
+        """
+        CREATE TABLE snapshots (
+            snapshot_id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            screen TEXT NOT NULL,
+            av TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            received_ms INTEGER NOT NULL,
+            body BLOB NOT NULL
+        );
+        CREATE INDEX snapshots_by_screen ON snapshots (pid, screen, av, snapshot_id);
+        CREATE TABLE IF NOT EXISTS target_map (
+            pid INTEGER NOT NULL,
+            screen TEXT NOT NULL,
+            av TEXT NOT NULL,
+            tvp TEXT NOT NULL,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            PRIMARY KEY (pid, screen, av, tvp)
         );
         """,
     ),

@@ -161,3 +161,12 @@ async def test_wrong_method_and_unknown_route_keep_the_shape(service: Service) -
     await expect(await service.client.get("/v1/batch"), 405,
                  "Method GET is not allowed on /v1/batch.")  # fmt: skip
     await expect(await service.client.get("/v1/nothing"), 404, "No route for GET /v1/nothing.")
+
+
+async def test_deeply_nested_json_is_400_not_a_crash(service: Service, seed_batch: dict) -> None:
+    body = json.dumps(seed_batch).encode()
+    deep = body[:-1] + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    await expect(
+        await service.post_batch(deep), 400, "The JSON is nested too deeply to be decoded."
+    )
+    assert_nothing_stored(service)

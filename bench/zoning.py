@@ -1,0 +1,381 @@
+"""Zoning query speed over N stored events (SPEC §8: ≤ 100 ms at 10,000,000 events).
+
+Generates N events (sessions of screenviews with taps, long presses, drags, flicks and
+transactions, over many screens, zones, users, app versions and device types, with clock skew)
+as SDK batch bodies, turns them into rows with server.ingest.prepare_batch and commits them
+through the SQLite store's own ingest transaction (SqliteStore._commit), so the zoning rollups
+are built by the code path ingest uses. No HTTP: this measures the query, not the transport.
+
+Then it times the zoning query through the Store method (median of repeated runs) next to a
+plain GROUP BY over the raw `events` table that computes the same answer, checks that both
+answers are equal, and prints both figures and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from server.ingest import PreparedBatch, prepare_batch  # noqa: E402
+from server.store.sqlite import SqliteStore  # noqa: E402
+from server.zoning import ZoningQuery, ZoningReport  # noqa: E402
+from server.zoning.compute import ELEMENT_DTYPE  # noqa: E402
+
+START = date(2024, 1, 1)
+DAYS = 30
+SCREENS = 40
+AVS = ("5.0.0", "5.1.0", "5.2.0")
+CURRENCIES = (978, 840, 826)
+EVENTS_PER_SESSION = 25  # on average, with the distributions below
+EVENTS_PER_COMMIT = 20_000  # the store's default group size
+SKEW_LIMIT_MS = 23 * 3600 * 1000
+
+
+def _ms(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
+
+
+class Generator:
+    """Sessions of a synthetic app as batch bodies (bytes), built from string templates."""
+
+    def __init__(self, seed: int, users: int, n_events: int) -> None:
+        self.rng = random.Random(seed)
+        self.users = [f"u{seed:02d}-{i:08d}-0000-4000-8000-000000000000" for i in range(users)]
+        self.euid = 0
+        self.sessions = [0] * users
+        self.clock = float(_ms(START))
+        self.gap_ms = DAYS * 86_400_000 / (n_events / EVENTS_PER_SESSION)
+        rng = self.rng
+        # Each screen has its own elements; a few are popular, most are not.
+        self.zones = {
+            s: [f"[root]>UIView>S{s}>Cell:{z}>Button#{z}>" for z in range(rng.randint(8, 30))]
+            for s in range(SCREENS)
+        }
+        self.zone_weights = {
+            s: [1 / (z + 1) for z in range(len(zs))] for s, zs in self.zones.items()
+        }
+
+    def _event(self, ea: int, t: int, scn: int, screen: int, av: str, sn: int, extra: str) -> str:
+        self.euid += 1
+        return (
+            f'{{"ea":{ea},"euid":"{self.euid:012x}-e","t":{t},"upt":{t % 10_000_000},'
+            f'"url":"app-ios://shop/s?title=Screen{screen:03d}","scn":{scn},"c":1,"o":0,'
+            f'"vo":{{"sv":"3.1","sb":7,"av":"{av}","af":"release","ab":1}},"sn":{sn}{extra}}}'
+        )
+
+    def session(self) -> tuple[bytes, int]:
+        """One session as one batch body, and the server time it is received at."""
+        rng = self.rng
+        user = rng.randrange(len(self.users))
+        uid = self.users[user]
+        self.sessions[user] += 1
+        sn = self.sessions[user]
+        dt = 4 if user % 3 else 5
+        av = AVS[min(2, int(rng.random() * 3))]
+        # Device clocks are often right, sometimes off by up to an hour: events carry device
+        # time, the server corrects them with the batch's `now` and its receive time.
+        skew = rng.choice((0, 0, 0, rng.randint(-3_600_000, 3_600_000)))
+        # Sessions start in time order (as a live app sends them), a few arrive hours late.
+        self.clock += rng.expovariate(1 / self.gap_ms)
+        late = rng.randint(0, 6 * 3_600_000) if rng.random() < 0.02 else 0
+        t = int(self.clock) - late + skew
+        pl = [self._event(0, t, 0, 0, av, sn, "")]
+        for scn in range(1, rng.randint(3, 12)):
+            screen = min(SCREENS - 1, int(rng.expovariate(1 / 12)))
+            t += rng.randint(500, 20_000)
+            pl.append(self._event(4, t, scn, screen, av, sn, f',"st":"S{screen}","sl":120'))
+            zones, weights = self.zones[screen], self.zone_weights[screen]
+            for _ in range(min(12, int(rng.expovariate(1 / 3)))):
+                t += rng.randint(200, 8_000)
+                z = rng.choices(range(len(zones)), weights)[0]
+                target = f',"tvp":"{zones[z]}","tvid":"b{z}"'
+                kind = rng.random()
+                if kind < 0.7:
+                    ur = "true" if rng.random() < 0.9 else "false"
+                    pl.append(self._event(6, t, scn, screen, av, sn, f'{target},"ur":{ur}'))
+                elif kind < 0.75:
+                    pl.append(self._event(8, t, scn, screen, av, sn, target))
+                else:
+                    ea = 9 if kind < 0.85 else 10
+                    move = ',"fd":3,"tvd":120,"tvv":80'
+                    pl.append(self._event(ea, t, scn, screen, av, sn, target + move))
+            if rng.random() < 0.04:
+                t += rng.randint(1_000, 30_000)
+                value, currency = rng.randint(100, 20_000) / 100, rng.choice(CURRENCIES)
+                tr = f',"tr":{{"vl":{value},"cu":{currency}}}'
+                pl.append(self._event(16, t, scn, screen, av, sn, tr))
+        pl.append(self._event(2, t + 1_000, scn, screen, av, sn, ""))
+        now = t + 2_000
+        received = now - skew + rng.randint(20, 400)
+        header = (
+            f'{{"pid":1,"uid":"{uid}","dt":{dt},"os":"17.1","l":"en_US","tz":"UTC",'
+            f'"now":{now},"to":{{"an":"shop","st":"sdk-ios","sf":"release"}},"r":{{"d":3.0}},'
+        )
+        return (header + '"pl":[' + ",".join(pl) + "]}").encode(), received
+
+
+def target_map_rows(gen: Generator) -> list[tuple[object, ...]]:
+    """Half of each screen's elements have reliable targets, stable across app versions."""
+    rows = []
+    for s, zones in gen.zones.items():
+        for av in AVS:
+            for z, tvp in enumerate(zones):
+                if z % 2 == 0:
+                    target = f"UIButton[ai:Screen{s:03d}ViewController.button{z}]"
+                    rows.append((1, f"Screen{s:03d}", av, tvp, target, "ai"))
+    return rows
+
+
+def load(store: SqliteStore, n_events: int, seed: int) -> int:
+    gen = Generator(seed, users=max(100, n_events // 60), n_events=n_events)
+    group: list[PreparedBatch] = []
+    in_group = stored = 0
+    started = time.perf_counter()
+    while stored + in_group < n_events:
+        body, received = gen.session()
+        batch = prepare_batch(
+            body, max_events=1000, received_ms=received, skew_limit_ms=SKEW_LIMIT_MS
+        )
+        group.append(batch)
+        in_group += len(batch.events)
+        if in_group >= EVENTS_PER_COMMIT:
+            store._commit(group)
+            stored += in_group
+            group, in_group = [], 0
+            if stored % 1_000_000 < EVENTS_PER_COMMIT:
+                rate = stored / (time.perf_counter() - started)
+                print(f"  {stored:,} events stored ({rate:,.0f} events/s)", file=sys.stderr)
+    if group:
+        store._commit(group)
+        stored += in_group
+    conn = store._conn()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT OR REPLACE INTO target_map VALUES (?, ?, ?, ?, ?, ?)", target_map_rows(gen)
+    )
+    conn.execute("COMMIT")
+    return stored
+
+
+# The same answer from the raw events alone: screenview events joined to gesture events, then
+# the same aggregates. This is the naive baseline.
+RAW_QUERY = """
+WITH
+sv_events AS (
+    SELECT uid, sn, scn, screen, av, dt, corrected_ms AS sv_ms,
+           row_number() OVER (PARTITION BY uid, sn, scn ORDER BY corrected_ms, euid) AS k
+    FROM events WHERE pid = :pid AND ea = 4
+),
+screenviews AS MATERIALIZED (
+    SELECT uid, sn, scn, av, sv_ms FROM sv_events
+    WHERE k = 1 AND screen = :screen AND sv_ms >= :from_ms AND sv_ms < :to_ms
+      AND (:av IS NULL OR av = :av) AND (:dt IS NULL OR dt = :dt)
+),
+gestures AS MATERIALIZED (
+    SELECT coalesce(m.target, e.tvp) AS zone, coalesce(m.kind, 'path') AS kind,
+           e.uid, e.sn, e.scn, s.sv_ms, e.ea, e.ur, e.corrected_ms
+    FROM events AS e
+    JOIN screenviews AS s ON s.uid = e.uid AND s.sn = e.sn AND s.scn = e.scn
+    LEFT JOIN target_map AS m
+      ON m.pid = :pid AND m.screen = e.screen AND m.av = e.av AND m.tvp = e.tvp
+    WHERE e.pid = :pid AND e.ea IN (6, 8, 9, 10)
+),
+views AS MATERIALIZED (
+    SELECT zone, uid, sn, min(CASE WHEN ea = 6 THEN corrected_ms END) AS first_tap_ms,
+           min(CASE WHEN ea = 6 THEN corrected_ms END) - sv_ms AS delay_ms,
+           sum(ea IN (9, 10)) AS swipes
+    FROM gestures GROUP BY zone, uid, sn, scn
+),
+sessions AS MATERIALIZED (
+    SELECT zone, uid, sn, min(first_tap_ms) AS first_tap_ms
+    FROM views WHERE first_tap_ms IS NOT NULL GROUP BY zone, uid, sn
+),
+later AS MATERIALIZED (
+    SELECT s.zone, s.uid, s.sn, t.tr_cu, t.tr_vl
+    FROM sessions AS s JOIN events AS t
+      ON t.pid = :pid AND t.ea = 16 AND t.uid = s.uid AND t.sn = s.sn
+         AND t.corrected_ms > s.first_tap_ms
+),
+ranked AS (
+    SELECT zone, delay_ms, row_number() OVER (PARTITION BY zone ORDER BY delay_ms) AS position,
+           count(*) OVER (PARTITION BY zone) AS n
+    FROM views WHERE first_tap_ms IS NOT NULL
+)
+SELECT 'totals', NULL, count(*), count(DISTINCT uid), NULL FROM screenviews
+UNION ALL
+SELECT 'sessions', NULL, count(*), NULL, NULL FROM (SELECT DISTINCT uid, sn FROM screenviews)
+UNION ALL
+SELECT 'counts', zone, min(kind),
+       count(CASE WHEN ea = 6 THEN 1 END) || ',' || count(CASE WHEN ea = 6 AND ur = 0 THEN 1 END)
+       || ',' || count(CASE WHEN ea = 8 THEN 1 END) || ',' || count(CASE WHEN ea = 9 THEN 1 END)
+       || ',' || count(CASE WHEN ea = 10 THEN 1 END), NULL
+FROM gestures GROUP BY zone
+UNION ALL
+SELECT 'views', zone, count(first_tap_ms), sum(swipes > 0), NULL FROM views GROUP BY zone
+UNION ALL
+SELECT 'people', zone, count(*), count(DISTINCT uid), NULL FROM sessions GROUP BY zone
+UNION ALL
+SELECT 'converted', zone, count(*), NULL, NULL
+FROM (SELECT DISTINCT zone, uid, sn FROM later) GROUP BY zone
+UNION ALL
+SELECT 'median', zone, avg(delay_ms), NULL, NULL FROM ranked
+WHERE position IN ((n + 1) / 2, (n + 2) / 2) GROUP BY zone
+UNION ALL
+SELECT 'revenue', zone, tr_cu, sum(tr_vl), NULL FROM later GROUP BY zone, tr_cu
+"""
+
+
+def raw_report(conn: sqlite3.Connection, query: ZoningQuery) -> ZoningReport:
+    from server.store.sqlite_zoning import query_params
+    from server.zoning import ZoneAggregate, build_report
+
+    zones: dict[str, ZoneAggregate] = {}
+    screenviews = users = sessions = 0
+    for what, zone, a, b, _ in conn.execute(RAW_QUERY, query_params(query)):
+        if what == "totals":
+            screenviews, users = a, b
+        elif what == "sessions":
+            sessions = a
+        elif what == "counts":
+            taps, unresponsive, long_presses, drags, flicks = map(int, b.split(","))
+            zones[zone] = ZoneAggregate(zone, a, taps, unresponsive, long_presses, drags, flicks)
+        elif what == "views":
+            zones[zone].tapped_views, zones[zone].swiped_views = a, b
+        elif what == "people":
+            zones[zone].sessions, zones[zone].users = a, b
+        elif what == "converted":
+            zones[zone].converted_sessions = a
+        elif what == "median":
+            zones[zone].median_delay_ms = float(a)
+        elif what == "revenue":
+            zones[zone].revenue[int(a)] = b
+    return build_report(query.screen, screenviews, sessions, users, zones.values())
+
+
+def same(a: ZoningReport, b: ZoningReport) -> bool:
+    def close(x: object, y: object) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(close(x[k], y[k]) for k in x)
+        return x == y
+
+    totals = ("screen", "screenviews", "sessions", "users")
+    if any(getattr(a, f) != getattr(b, f) for f in totals):
+        return False
+    if len(a.zones) != len(b.zones):
+        return False
+    for za, zb in zip(a.zones, b.zones, strict=True):
+        for f in za.__struct_fields__:
+            if not close(getattr(za, f), getattr(zb, f)):
+                return False
+    return True
+
+
+async def time_store(
+    store: SqliteStore, query: ZoningQuery, runs: int
+) -> tuple[float, ZoningReport]:
+    report = await store.zoning(query)  # warm the page cache
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        report = await store.zoning(query)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000, report
+
+
+def time_raw(path: str, query: ZoningQuery, runs: int) -> tuple[float, ZoningReport]:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA cache_size = -262144")
+    times = []
+    report = None
+    for _ in range(runs):
+        start = time.perf_counter()
+        report = raw_report(conn, query)
+        times.append(time.perf_counter() - start)
+    conn.close()
+    assert report is not None
+    return statistics.median(times) * 1000, report
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    directory = args.dir or tempfile.mkdtemp(prefix="tapzone-zoning-")
+    path = os.path.join(directory, "zoning.db")
+    fresh = not os.path.exists(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        if fresh:
+            await store.create_project("bench", pid=1)
+            started = time.perf_counter()
+            stored = load(store, args.events, args.seed)
+            elapsed = time.perf_counter() - started
+            print(f"loaded {stored:,} events in {elapsed:.0f} s "
+                  f"({stored / elapsed:,.0f} events/s through the ingest transaction)")
+        conn = store._conn()
+        (n_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
+        (n_views,) = conn.execute("SELECT count(*) FROM zoning_screenviews").fetchone()
+        print(f"database {path}: {n_events:,} events, {n_views:,} screenviews, "
+              f"{os.path.getsize(path) / 2**30:.1f} GiB")
+        end = START + timedelta(days=DAYS - 1)
+        week = (date(2024, 1, 8), date(2024, 1, 14))
+        queries = [
+            ("typical screen (Screen008), whole month", ZoningQuery(1, "Screen008", START, end)),
+            ("typical screen, one week", ZoningQuery(1, "Screen008", *week)),
+            ("typical screen, one week, av 5.1.0, dt 4",
+             ZoningQuery(1, "Screen008", *week, "5.1.0", 4)),
+            ("median screen (Screen020), whole month", ZoningQuery(1, "Screen020", START, end)),
+            ("busiest screen (Screen000), one week", ZoningQuery(1, "Screen000", *week)),
+            ("busiest screen, whole month", ZoningQuery(1, "Screen000", START, end)),
+        ]
+        for label, query in queries:
+            # What the query reads: screenview rows of the range, element records among them.
+            views, elements = conn.execute(
+                "SELECT count(*), coalesce(sum(length(elements_hex)), 0) / ? "
+                "FROM zoning_screenviews WHERE pid = 1 AND screen = ? AND sv_ms >= ? AND sv_ms < ?",
+                (ELEMENT_DTYPE.itemsize * 2, query.screen, query.from_ms, query.to_ms),
+            ).fetchone()
+            fast_ms, fast = await time_store(store, query, args.runs)
+            print(f"{label}: zoning query {fast_ms:.1f} ms (median of {args.runs}; "
+                  f"reads {views:,} screenviews with {elements:,} element records; "
+                  f"{len(fast.zones)} zones)")
+            if args.baseline_runs:
+                raw_ms, raw = time_raw(path, query, args.baseline_runs)
+                print(f"    plain GROUP BY over the raw events: {raw_ms:,.0f} ms "
+                      f"(median of {args.baseline_runs}); ratio {raw_ms / fast_ms:,.0f}x; "
+                      f"answers {'identical' if same(fast, raw) else 'DIFFERENT'}")
+    finally:
+        await store.close()
+        if not args.dir and not args.keep:
+            for name in os.listdir(directory):
+                os.remove(os.path.join(directory, name))
+            os.rmdir(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=10_000_000, help="events to store")
+    parser.add_argument("--runs", type=int, default=21, help="timed zoning queries per case")
+    parser.add_argument(
+        "--baseline-runs", type=int, default=3, help="timed raw GROUP BYs per case (0: skip)"
+    )
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--dir", help="keep the database in this directory (reused if present)")
+    parser.add_argument("--keep", action="store_true", help="do not delete the temporary database")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
