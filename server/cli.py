@@ -8,9 +8,13 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from server.config import Config
 from server.errors import CliError
+
+if TYPE_CHECKING:
+    from server.store.base import Store
 
 
 def _positive_int(text: str) -> int:
@@ -80,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Config:
     try:
-        return Config.from_env(
+        config = Config.from_env(
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
             workers=getattr(args, "workers", None),
@@ -89,6 +93,12 @@ def _config(args: argparse.Namespace) -> Config:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    # Refused rather than ignored until the PostgreSQL backend and multi-process serving land.
+    if config.database_url:
+        raise CliError("PostgreSQL (--database-url, TAPZONE_DATABASE_URL) is not supported yet")
+    if config.workers != 1:
+        raise CliError("--workers above 1 (TAPZONE_WORKERS) is not supported yet")
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,15 +133,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise CliError(f"unknown command {args.command!r}")
 
 
-async def _project(args: argparse.Namespace, config: Config) -> int:
+async def _open_store(config: Config) -> Store:
     from server.store import make_store
-    from server.store.base import ProjectExists
 
     try:
         store = make_store(config)
         await store.open()
     except (ValueError, OSError) as exc:
         raise CliError(f"cannot open the store: {exc}") from None
+    return store
+
+
+async def _project(args: argparse.Namespace, config: Config) -> int:
+    from server.store.base import ProjectExists
+
+    store = await _open_store(config)
     try:
         if args.project_command == "add":
             if not args.name.strip():
@@ -155,7 +171,6 @@ async def _zoning(args: argparse.Namespace, config: Config) -> int:
     import os
 
     from server.errors import BadRequest
-    from server.store import make_store
     from server.zoning import CLI_NAMING, parse_query, render
 
     values = {
@@ -169,11 +184,7 @@ async def _zoning(args: argparse.Namespace, config: Config) -> int:
     if not config.database_url and not os.path.exists(config.db):
         # A read-only command: do not leave an empty database behind.
         raise CliError(f"no database at {config.db}")
-    try:
-        store = make_store(config)
-        await store.open()
-    except (ValueError, OSError) as exc:
-        raise CliError(f"cannot open the store: {exc}") from None
+    store = await _open_store(config)
     try:
         if not any(p.pid == args.pid for p in await store.list_projects()):
             raise CliError(f"no project with pid {args.pid}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from server.errors import BadRequest, PayloadTooLarge
+from server.errors import PayloadTooLarge
 from server.schema import (
     EVENT_DECODER,
     RAW_BATCH_DECODER,
@@ -19,6 +19,7 @@ from server.schema import (
     Tap,
     Transaction,
     at_path,
+    decode_body,
     probe_euid,
 )
 from server.screens import screen_name
@@ -36,8 +37,6 @@ BATCH_COLUMNS = (
     "an", "st", "sf", "density", "w", "h", "source", "body",
 )  # fmt: skip
 QUARANTINE_COLUMNS = ("pid", "received_ms", "idx", "euid", "reason", "raw", "raw_sha")
-
-NESTED_TOO_DEEP = "The JSON is nested too deeply to be decoded"
 
 SOURCE_BATCH = 0
 SOURCE_TOUCHES = 1
@@ -74,16 +73,7 @@ def corrected_time(t_ms: int, now_ms: int, received_ms: int, limit_ms: int) -> t
 
 def decode_batch(body: bytes, max_events: int) -> RawBatch:
     """Decode the header strictly (400) and keep each event as its raw JSON slice."""
-    try:
-        batch = RAW_BATCH_DECODER.decode(body)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid batch: {exc}.") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
-    except RecursionError:
-        # msgspec refuses nesting past the interpreter's recursion limit; the raw events were
-        # scanned here too, so no single event can hit it later.
-        raise BadRequest(f"{NESTED_TOO_DEEP}.") from None
+    batch = decode_body(RAW_BATCH_DECODER, body, "batch")
     if len(batch.pl) > max_events:
         raise PayloadTooLarge(
             f"The batch has {len(batch.pl)} events; at most {max_events} are accepted - at `$.pl`."

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
+
+from server.errors import BadRequest
+
+T = TypeVar("T")
 
 # Millisecond epochs up to the end of year 9999: keeps every sum of times inside int64.
 EpochMs = Annotated[int, Meta(ge=0, le=253_402_300_799_999)]
@@ -164,6 +168,27 @@ EVENT_DECODER = msgspec.json.Decoder(Event)
 _EUID_DECODER = msgspec.json.Decoder(_EuidProbe)
 
 GESTURE_EAS = frozenset({6, 8, 9, 10})
+
+
+NESTED_TOO_DEEP = "The JSON is nested too deeply to be decoded."
+
+
+def decode_body(
+    decoder: msgspec.json.Decoder[T], body: bytes, what: str, *, too_deep: str = NESTED_TOO_DEEP
+) -> T:
+    """Decode a request body, or 400 with msgspec's message (`Invalid batch: … - at $.pid.`).
+
+    msgspec refuses nesting past the interpreter's recursion limit with RecursionError; that
+    is a 400 too (`too_deep`), never a crash.
+    """
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"Invalid {what}: {exc}.") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise BadRequest(too_deep) from None
 
 
 def at_path(message: str, prefix: str) -> str:

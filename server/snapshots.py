@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from server.errors import BadRequest
+from server.schema import decode_body
 from targets import ResolvedTarget, TreeError, build_tree, resolve_tree
 
 
@@ -49,17 +50,9 @@ class ResolvedSnapshot:
 
 def resolve_snapshot(body: bytes, *, max_depth: int, max_nodes: int) -> ResolvedSnapshot:
     """Decode, validate (400 naming the path) and resolve every node of the hierarchy."""
-    try:
-        request = _DECODER.decode(body)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid snapshot: {exc}.") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
-    except RecursionError:
-        # Nesting past the decoder's limit is always far past any configured depth limit.
-        raise BadRequest(
-            f"The view hierarchy is deeper than {max_depth} levels - at `$.root`."
-        ) from None
+    # Nesting past the decoder's limit is always far past any configured depth limit.
+    too_deep = f"The view hierarchy is deeper than {max_depth} levels - at `$.root`."
+    request = decode_body(_DECODER, body, "snapshot", too_deep=too_deep)
     try:
         root = build_tree(request.root, max_depth=max_depth, max_nodes=max_nodes)
     except TreeError as exc:

@@ -19,9 +19,9 @@ from gestures import (
     StrokeResult,
     classify_strokes,
 )
-from server.errors import BadRequest, PayloadTooLarge
-from server.ingest import NESTED_TOO_DEEP, SOURCE_TOUCHES, PreparedBatch, corrected_time
-from server.schema import EpochMs, Euid, Versions, at_path
+from server.errors import PayloadTooLarge
+from server.ingest import SOURCE_TOUCHES, PreparedBatch, corrected_time
+from server.schema import EpochMs, Euid, Versions, at_path, decode_body
 from server.screens import screen_name
 
 _ACTION_CODES = {name: code for code, name in enumerate(ACTION_NAMES)}
@@ -71,14 +71,7 @@ class PreparedTouches:
 def prepare_touches(
     body: bytes, *, max_strokes: int, received_ms: int, skew_limit_ms: int
 ) -> PreparedTouches:
-    try:
-        request = _REQUEST.decode(body)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"Invalid touches: {exc}.") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.") from None
-    except RecursionError:
-        raise BadRequest(f"{NESTED_TOO_DEEP}.") from None
+    request = decode_body(_REQUEST, body, "touches")
     if len(request.strokes) > max_strokes:
         raise PayloadTooLarge(
             f"The request has {len(request.strokes)} strokes; at most {max_strokes} are "

@@ -9,7 +9,7 @@ from server.store.base import Store
 def make_store(config: Config) -> Store:
     """The backend the configuration asks for (not opened yet)."""
     if config.database_url:
-        raise ValueError("PostgreSQL (--database-url) is not available in this build yet.")
+        raise ValueError("PostgreSQL (--database-url) is not supported yet.")
     from server.store.sqlite import SqliteStore
 
     return SqliteStore(

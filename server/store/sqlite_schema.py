@@ -153,8 +153,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         3,
-        # Snapshots (POST /v1/snapshots) and the map zoning reads; target_map is created by
-        # migration 2 already, with this same definition.
+        # Snapshots (POST /v1/snapshots); the target_map they replace is created by migration 2.
         """
         CREATE TABLE snapshots (
             snapshot_id INTEGER PRIMARY KEY,
@@ -166,15 +165,6 @@ MIGRATIONS: list[tuple[int, str]] = [
             body BLOB NOT NULL
         );
         CREATE INDEX snapshots_by_screen ON snapshots (pid, screen, av, snapshot_id);
-        CREATE TABLE IF NOT EXISTS target_map (
-            pid INTEGER NOT NULL,
-            screen TEXT NOT NULL,
-            av TEXT NOT NULL,
-            tvp TEXT NOT NULL,
-            target TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            PRIMARY KEY (pid, screen, av, tvp)
-        );
         """,
     ),
 ]

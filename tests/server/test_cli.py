@@ -80,3 +80,16 @@ def test_unknown_command_names_it(capsys) -> None:
     assert (code, out) == (2, "")
     assert err.startswith("error: tapzone: argument command: invalid choice: 'nope' (choose from ")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--workers", "2"],
+         "error: --workers above 1 (TAPZONE_WORKERS) is not supported yet\n"),
+        (["project", "list", "--database-url", "postgresql://localhost/tapzone"],
+         "error: PostgreSQL (--database-url, TAPZONE_DATABASE_URL) is not supported yet\n"),
+    ],
+)  # fmt: skip
+def test_not_yet_supported_options_are_refused(tmp_path, capsys, argv, message) -> None:
+    assert run(capsys, *argv, *(["--db", str(tmp_path / "t.db")])) == (2, "", message)
