@@ -56,9 +56,12 @@ def batch(client: int, seq: int, now: int) -> dict:
             "now": now, "to": {"an": "a", "st": "s", "sf": "f"}, "r": {"d": 2.0}, "pl": events}
 
 
-@pytest.mark.slow
-def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
-    db = tmp_path / "tapzone.db"
+def run_load_then_signal(db: Path, sig: int) -> tuple[int | None, set, set, dict]:
+    """Six clients post 50-event batches until `sig` stops the server after 60 replies.
+
+    Returns the server's exit code (None when killed), the acknowledged and the sent batch
+    keys, and per stored batch key its number of stored events (after a restart).
+    """
     port = free_port()
     proc = start_server(db, port)
     with sqlite3.connect(db) as conn:
@@ -85,7 +88,7 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
                 with lock:
                     acked.append((n, seq))
             except (OSError, urllib.error.URLError):
-                return  # the server is gone
+                return  # the server is gone or going
             seq += 1
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
@@ -93,8 +96,8 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
         t.start()
     while len(acked) < 60:
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    code = proc.wait(timeout=60)
     stop.set()
     for t in threads:
         t.join()
@@ -111,7 +114,22 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
         c, b, _ = euid.split("-")
         key_ = (int(c[1:]), int(b[1:]))
         per_batch[key_] = per_batch.get(key_, 0) + 1
+    return (None if sig == signal.SIGKILL else code), set(acked), set(sent), per_batch
+
+
+@pytest.mark.slow
+def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    _, acked, sent, per_batch = run_load_then_signal(tmp_path / "tapzone.db", signal.SIGKILL)
     assert all(count == 50 for count in per_batch.values()), "a batch was half stored"
-    assert set(acked) <= set(per_batch), "an acknowledged batch was lost"
-    assert set(per_batch) <= set(sent)
+    assert acked <= set(per_batch), "an acknowledged batch was lost"
+    assert set(per_batch) <= sent
     assert len(acked) >= 60
+
+
+@pytest.mark.slow
+def test_sigterm_shuts_down_cleanly_after_committing(tmp_path: Path) -> None:
+    code, acked, sent, per_batch = run_load_then_signal(tmp_path / "tapzone.db", signal.SIGTERM)
+    assert code == 0
+    assert all(count == 50 for count in per_batch.values()), "a batch was half stored"
+    assert acked <= set(per_batch), "an acknowledged batch was lost"
+    assert set(per_batch) <= sent
