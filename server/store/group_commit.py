@@ -69,7 +69,13 @@ class GroupCommitWriter(Generic[T, R]):
         self._queued += size
         self._wakeup.set()
         # Shielded: a client that hangs up must not cancel the write of what it already sent.
-        return await asyncio.shield(future)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Nobody waits for the outcome any more: drop it (the write itself goes on), so a
+            # failure is not set on a future no one reads and logged as lost.
+            future.cancel()
+            raise
 
     async def close(self) -> None:
         """Stop taking items, commit everything queued, stop the loop."""
