@@ -52,6 +52,22 @@ class PreparedBatch:
     quarantine: list[tuple[object, ...]] = field(default_factory=list)
     rejected: list[dict[str, object]] = field(default_factory=list)
 
+    def reject(
+        self,
+        index: int,
+        raw: bytes,
+        reason: str,
+        item_id: str | None,
+        received_ms: int,
+        *,
+        id_key: str = "euid",
+    ) -> None:
+        """Quarantine one invalid item (kept raw, with its reason) and list it in the reply."""
+        sha = hashlib.sha256(raw).hexdigest()
+        text = raw.decode("utf-8", "replace")
+        self.quarantine.append((self.pid, received_ms, index, item_id, reason, text, sha))
+        self.rejected.append({"index": index, id_key: item_id, "error": reason})
+
     @property
     def size(self) -> int:
         return len(self.events) + len(self.quarantine) + 1
@@ -99,22 +115,13 @@ def prepare_batch(
         try:
             event = decode(raw)
         except msgspec.ValidationError as exc:
-            _reject(prepared, index, bytes(raw), str(exc), received_ms)
+            raw_bytes = bytes(raw)
+            reason = at_path(str(exc), f"$.pl[{index}]")
+            prepared.reject(index, raw_bytes, reason, probe_euid(raw_bytes), received_ms)
             continue
         corrected, clamped = corrected_time(event.t, now, received_ms, skew_limit_ms)
         rows.append(event_row(pid, uid, dt, event, corrected, clamped, index))
     return prepared
-
-
-def _reject(
-    prepared: PreparedBatch, index: int, raw: bytes, message: str, received_ms: int
-) -> None:
-    reason = at_path(message, f"$.pl[{index}]")
-    euid = probe_euid(raw)
-    text = raw.decode("utf-8", "replace")
-    sha = hashlib.sha256(raw).hexdigest()
-    prepared.quarantine.append((prepared.pid, received_ms, index, euid, reason, text, sha))
-    prepared.rejected.append({"index": index, "euid": euid, "error": reason})
 
 
 def event_row(

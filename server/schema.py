@@ -15,6 +15,11 @@ T = TypeVar("T")
 EpochMs = Annotated[int, Meta(ge=0, le=253_402_300_799_999)]
 Uptime = Annotated[int, Meta(ge=0, le=2**53)]
 Count = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+Pid = Annotated[int, Meta(ge=1, le=2**31 - 1)]
+Uid = Annotated[str, Meta(min_length=1, max_length=64)]
+SessionNumber = Annotated[int, Meta(ge=1, le=2**31 - 1)]
+DeviceType = Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
+Density = Annotated[float, Meta(ge=0.75, le=10)]
 Euid = Annotated[str, Meta(min_length=1, max_length=128)]
 Px = Annotated[float, Meta(ge=-1e7, le=1e7)]
 Direction = Annotated[int, Meta(ge=1, le=5)]
@@ -27,7 +32,7 @@ class Origin(Struct, kw_only=True):
 
 
 class Resolution(Struct, kw_only=True):
-    d: Annotated[float, Meta(ge=0.75, le=10)]
+    d: Density
     w: Annotated[int, Meta(ge=1, le=100_000)] | None = None
     h: Annotated[int, Meta(ge=1, le=100_000)] | None = None
 
@@ -50,7 +55,7 @@ class EventBase(Struct, kw_only=True, tag_field="ea"):
     ci: str | None = None
     o: Annotated[int, Meta(ge=0, le=1)]
     vo: Versions
-    sn: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    sn: SessionNumber
 
 
 class AppStart(EventBase, kw_only=True, tag=0):
@@ -133,9 +138,9 @@ Event = (
 
 
 class _Header(Struct, kw_only=True):
-    pid: Annotated[int, Meta(ge=1, le=2**31 - 1)]
-    uid: Annotated[str, Meta(min_length=1, max_length=64)]
-    dt: Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
+    pid: Pid
+    uid: Uid
+    dt: DeviceType
     dma: str | None = None
     dmo: str | None = None
     os: str

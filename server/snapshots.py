@@ -9,12 +9,12 @@ import msgspec
 from msgspec import Meta, Struct
 
 from server.errors import BadRequest
-from server.schema import decode_body
+from server.schema import Pid, decode_body
 from targets import ResolvedTarget, TreeError, build_tree, resolve_tree
 
 
 class SnapshotRequest(Struct, kw_only=True):
-    pid: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    pid: Pid
     screen: Annotated[str, Meta(min_length=1, max_length=1024)]
     av: Annotated[str, Meta(max_length=256)]
     platform: Literal["ios", "android"] = "ios"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -21,12 +20,24 @@ from gestures import (
 )
 from server.errors import PayloadTooLarge
 from server.ingest import SOURCE_TOUCHES, PreparedBatch, corrected_time
-from server.schema import EpochMs, Euid, Versions, at_path, decode_body
+from server.schema import (
+    Count,
+    Density,
+    DeviceType,
+    EpochMs,
+    Euid,
+    Pid,
+    Px,
+    SessionNumber,
+    Uid,
+    Versions,
+    at_path,
+    decode_body,
+)
 from server.screens import screen_name
 
 _ACTION_CODES = {name: code for code, name in enumerate(ACTION_NAMES)}
 SampleTime = Annotated[float, Meta(ge=0, le=253_402_300_799_999)]
-SamplePx = Annotated[float, Meta(ge=-1e7, le=1e7)]
 
 
 class Stroke(Struct, kw_only=True):
@@ -34,21 +45,21 @@ class Stroke(Struct, kw_only=True):
     tvp: str
     tvid: str
     t: list[SampleTime]
-    x: list[SamplePx]
-    y: list[SamplePx]
+    x: list[Px]
+    y: list[Px]
     actions: list[Literal["down", "move", "up", "cancel"]] | None = None
     ur: bool | None = None
 
 
 class TouchesRequest(Struct, kw_only=True):
-    pid: Annotated[int, Meta(ge=1, le=2**31 - 1)]
-    uid: Annotated[str, Meta(min_length=1, max_length=64)]
-    sn: Annotated[int, Meta(ge=1, le=2**31 - 1)]
-    scn: Annotated[int, Meta(ge=0, le=2**31 - 1)]
+    pid: Pid
+    uid: Uid
+    sn: SessionNumber
+    scn: Count
     url: str
-    density: Annotated[float, Meta(ge=0.75, le=10)]
+    density: Density
     vo: Versions
-    dt: Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)] = 0
+    dt: DeviceType = 0
     now: EpochMs | None = None
     strokes: Annotated[list[msgspec.Raw], Meta(min_length=1)]
 
@@ -168,12 +179,9 @@ def _describe(stroke_id: str, result: StrokeResult, row: int) -> dict[str, objec
 def _reject(
     prepared: PreparedBatch, index: int, raw: bytes, message: str, received_ms: int
 ) -> None:
-    reason = at_path(message, f"$.strokes[{index}]")
     try:
-        euid = _ID_PROBE.decode(raw).id
+        stroke_id = _ID_PROBE.decode(raw).id
     except msgspec.DecodeError:
-        euid = None
-    sha = hashlib.sha256(raw).hexdigest()
-    text = raw.decode("utf-8", "replace")
-    prepared.quarantine.append((prepared.pid, received_ms, index, euid, reason, text, sha))
-    prepared.rejected.append({"index": index, "id": euid, "error": reason})
+        stroke_id = None
+    reason = at_path(message, f"$.strokes[{index}]")
+    prepared.reject(index, raw, reason, stroke_id, received_ms, id_key="id")

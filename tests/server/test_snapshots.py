@@ -96,7 +96,7 @@ async def test_refusals(service: Service) -> None:
         (no_cls, None, 400,
          "Object missing required field `cls` - at `$.root.children[0]`."),
         (seed | {"platform": "web"}, None, 400,
-         "Invalid snapshot: Expected `str` matching regex... "),
+         "Invalid snapshot: Invalid enum value 'web' - at `$.platform`."),
         ({k: v for k, v in seed.items() if k != "root"}, None, 400,
          "Invalid snapshot: Object missing required field `root`."),
         (seed | {"screen": ""}, None, 400,
@@ -106,10 +106,7 @@ async def test_refusals(service: Service) -> None:
         resp = await post_snapshot(service, body, key)
         reply = await resp.json()
         assert resp.status == status, reply
-        if error.endswith("... "):
-            assert reply["error"].startswith("Invalid snapshot: "), reply
-        else:
-            assert reply == {"status": status, "error": error}
+        assert reply == {"status": status, "error": error}
     assert service.query("SELECT count(*) FROM snapshots") == [(0,)]
 
 
