@@ -23,9 +23,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def add_project(db: str, name: str = "bench", env: dict[str, str] | None = None) -> dict:
+def store_args(db: str, database_url: str | None = None) -> list[str]:
+    """The store options of every tapzone command: a SQLite file, or a PostgreSQL URL."""
+    return ["--db", db] + (["--database-url", database_url] if database_url else [])
+
+
+def add_project(
+    db: str,
+    name: str = "bench",
+    env: dict[str, str] | None = None,
+    *,
+    database_url: str | None = None,
+) -> dict:
     out = subprocess.run(
-        [*TAPZONE, "project", "add", name, "--db", db],
+        [*TAPZONE, "project", "add", name, *store_args(db, database_url)],
         check=True,
         capture_output=True,
         text=True,
@@ -37,12 +48,17 @@ def add_project(db: str, name: str = "bench", env: dict[str, str] | None = None)
 
 @contextlib.contextmanager
 def running_server(
-    db: str, *, env: dict[str, str] | None = None, workers: int = 1
+    db: str,
+    *,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> Iterator[str]:
     port = free_port()
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
-        [*TAPZONE, "serve", "--db", db, "--port", str(port), "--workers", str(workers)],
+        [*TAPZONE, "serve", *store_args(db, database_url), "--port", str(port),
+         "--workers", str(workers)],  # fmt: skip
         cwd=ROOT,
         env=full_env,
         stdout=subprocess.DEVNULL,

@@ -5,6 +5,9 @@ keep-alive clients posting distinct 50-event batches (pre-encoded, so the genera
 time on HTTP, not JSON), and prints acknowledged events/s with p50/p99 latency. Then it runs an
 open-loop load at half the measured rate for the p99 figure of SPEC §8. The baseline is the same
 server with TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per request.
+
+`--workers N` runs `tapzone serve --workers N` (N processes sharing the port);
+`--database-url URL` is passed to every tapzone command instead of the SQLite file.
 """
 
 from __future__ import annotations
@@ -131,12 +134,24 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
 
 
-def run(label: str, env: dict[str, str], n_batches: int, clients: int, half_rate: bool) -> float:
+def run(
+    label: str,
+    env: dict[str, str],
+    n_batches: int,
+    args: argparse.Namespace,
+    half_rate: bool,
+) -> float:
+    clients = args.clients
+    label = f"{label}, {args.workers} worker{'s' if args.workers > 1 else ''}"
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "bench.db")
-        project = add_project(db)
+        # A PostgreSQL database outlives the run: a fresh project name each time.
+        name = f"bench-{uuid.uuid4().hex[:8]}"
+        project = add_project(db, name, database_url=args.database_url)
         bodies = make_bodies(project["pid"], n_batches + n_batches // 2)
-        with running_server(db, env=env) as url:
+        with running_server(
+            db, env=env, workers=args.workers, database_url=args.database_url
+        ) as url:
             warm = bodies[: min(50, n_batches)]
             asyncio.run(closed_loop(url, project["ingest_key"], warm, clients))
             eps, lat = asyncio.run(
@@ -160,13 +175,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=4000, help="batches per run")
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="tapzone serve --workers N")
+    parser.add_argument("--database-url", help="postgresql://… instead of a SQLite file")
     args = parser.parse_args()
-    fast = run("group commit", {}, args.batches, args.clients, half_rate=True)
+    fast = run("group commit", {}, args.batches, args, half_rate=True)
     naive = run(
         "baseline, one commit per request",
         {"TAPZONE_GROUP_COMMIT_EVENTS": "1"},
         max(args.batches // 4, 200),
-        args.clients,
+        args,
         half_rate=False,
     )
     print(f"ingest speed-up of group commit over one commit per request: {fast / naive:.1f}x")

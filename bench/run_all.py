@@ -1,7 +1,8 @@
 """`make bench`: every benchmark script in bench/, one after the other, with its own output.
 
 Each script prints its figure next to its naive baseline measured in the same run. Extra
-arguments are not passed through; run a script directly for its options (`--help`).
+arguments are not passed through; run a script directly for its options (`--help`). Ingest
+runs twice: one server process, then two sharing the port (`--workers 2`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,25 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["ingest.py", "classify.py", "zoning.py"]
+# (script, arguments); a PostgreSQL ingest run would add ("ingest.py", ("--database-url", …)).
+RUNS: list[tuple[str, tuple[str, ...]]] = [
+    ("ingest.py", ("--workers", "1")),
+    ("ingest.py", ("--workers", "2")),
+    ("classify.py", ()),
+    ("zoning.py", ()),
+]
 
 
 def main() -> int:
     failed = []
-    for name in SCRIPTS:
-        path = HERE / name
+    for script, args in RUNS:
+        path = HERE / script
         if not path.exists():
             continue
+        name = " ".join((script, *args))
         print(f"== {name}", flush=True)
         start = time.monotonic()
-        code = subprocess.call([sys.executable, str(path)], cwd=HERE.parent)
+        code = subprocess.call([sys.executable, str(path), *args], cwd=HERE.parent)
         print(f"== {name}: exit {code} after {time.monotonic() - start:.0f} s\n", flush=True)
         if code:
             failed.append(name)

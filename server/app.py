@@ -40,7 +40,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = make_store(config)
     await store.open()
     app[keys.STORE] = store
-    await _bootstrap_default_project(store)
+    await bootstrap_default_project(store)
     keyring = KeyRing(store)
     await keyring.load()
     app[keys.KEYRING] = keyring
@@ -52,8 +52,12 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _bootstrap_default_project(store: Store) -> None:
-    """On an empty database, create project 1 `default` and log its keys once."""
+async def bootstrap_default_project(store: Store) -> None:
+    """On an empty database, create project 1 `default` and log its keys once.
+
+    With several workers the supervisor calls it before starting them, so in a worker it
+    finds the project and does nothing.
+    """
     if await store.list_projects():
         return
     try:

@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=_positive_int, help="listen port (default 8080)")
-    serve.add_argument("--workers", type=_positive_int, help="server processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="server processes sharing the port (default: one per CPU core, env TAPZONE_WORKERS)",
+    )
     _store_options(serve)
 
     project = commands.add_parser("project", help="manage projects")
@@ -93,11 +97,6 @@ def _config(args: argparse.Namespace) -> Config:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    # Refused rather than ignored until the PostgreSQL backend and multi-process serving land.
-    if config.database_url:
-        raise CliError("PostgreSQL (--database-url, TAPZONE_DATABASE_URL) is not supported yet")
-    if config.workers != 1:
-        raise CliError("--workers above 1 (TAPZONE_WORKERS) is not supported yet")
     return config
 
 
@@ -124,8 +123,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         logging.basicConfig(
             level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-        serve(config)
-        return 0
+        return serve(config)
     if args.command == "project":
         return asyncio.run(_project(args, config))
     if args.command == "zoning":

@@ -23,7 +23,11 @@ class Config:
     database_url: str | None = _setting(
         None, "postgresql://… URL; when set, PostgreSQL is used instead of SQLite."
     )
-    workers: int = _setting(1, "Server processes sharing the port (SO_REUSEPORT).")
+    workers: int = _setting(
+        0,
+        "Server processes sharing the port (SO_REUSEPORT); 0 means one per CPU core "
+        "(os.cpu_count()).",
+    )
     max_body_bytes: int = _setting(1 * MIB, "Largest request body as sent (compressed).")
     max_inflated_bytes: int = _setting(8 * MIB, "Largest request body after gzip inflation.")
     max_batch_events: int = _setting(1000, "Most events in one batch (`pl`).")
@@ -41,6 +45,17 @@ class Config:
     sqlite_cache_mib: int = _setting(256, "SQLite page cache per connection, MiB.")
     access_log: bool = _setting(False, "Log every request (costs throughput).")
     log_level: str = _setting("INFO", "Logging level.")
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(
+                f"TAPZONE_WORKERS must be 0 (one per CPU core) or more, got {self.workers}."
+            )
+
+    @property
+    def worker_count(self) -> int:
+        """How many server processes to run: `workers`, or one per CPU core when it is 0."""
+        return self.workers or os.cpu_count() or 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

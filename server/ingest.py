@@ -10,6 +10,8 @@ import msgspec
 from server.errors import PayloadTooLarge
 from server.schema import (
     EVENT_DECODER,
+    NUL_ESCAPE,
+    NUL_MESSAGE,
     RAW_BATCH_DECODER,
     Drag,
     Event,
@@ -20,6 +22,7 @@ from server.schema import (
     Transaction,
     at_path,
     decode_body,
+    nul_path,
     probe_euid,
 )
 from server.screens import screen_name
@@ -63,6 +66,8 @@ class PreparedBatch:
         id_key: str = "euid",
     ) -> None:
         """Quarantine one invalid item (kept raw, with its reason) and list it in the reply."""
+        if item_id is not None and "\x00" in item_id:  # a text column cannot hold it
+            item_id = item_id.replace("\x00", "\ufffd")
         sha = hashlib.sha256(raw).hexdigest()
         text = raw.decode("utf-8", "replace")
         self.quarantine.append((self.pid, received_ms, index, item_id, reason, text, sha))
@@ -111,12 +116,18 @@ def prepare_batch(
     prepared = PreparedBatch(pid=pid, header=header, events=[])
     rows = prepared.events
     decode = EVENT_DECODER.decode
+    maybe_nul = NUL_ESCAPE in body
     for index, raw in enumerate(batch.pl):
         try:
             event = decode(raw)
         except msgspec.ValidationError as exc:
             raw_bytes = bytes(raw)
             reason = at_path(str(exc), f"$.pl[{index}]")
+            prepared.reject(index, raw_bytes, reason, probe_euid(raw_bytes), received_ms)
+            continue
+        if maybe_nul and (path := nul_path(event, f"$.pl[{index}]")) is not None:
+            raw_bytes = bytes(raw)
+            reason = f"{NUL_MESSAGE} - at `{path}`"
             prepared.reject(index, raw_bytes, reason, probe_euid(raw_bytes), received_ms)
             continue
         corrected, clamped = corrected_time(event.t, now, received_ms, skew_limit_ms)

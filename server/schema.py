@@ -178,6 +178,39 @@ GESTURE_EAS = frozenset({6, 8, 9, 10})
 NESTED_TOO_DEEP = "The JSON is nested too deeply to be decoded."
 
 
+# JSON can only spell a NUL character as this escape; PostgreSQL text cannot hold one, so no
+# stored string may contain it, on either backend.
+NUL_ESCAPE = b"\\u0000"
+NUL_MESSAGE = "NUL characters (\\u0000) are not accepted in strings"
+
+
+def nul_path(value: object, path: str = "$") -> str | None:
+    """Path of the first string (or key) holding a NUL character, None when there is none.
+
+    Walks decoded Structs, dicts and lists; msgspec.Raw parts are left for their own decode.
+    Iterative: a snapshot may nest as deep as msgspec allows.
+    """
+    stack: list[tuple[str, object]] = [(path, value)]
+    while stack:
+        here, item = stack.pop()
+        children: list[tuple[str, object]] = []
+        if isinstance(item, str):
+            if "\x00" in item:
+                return here
+        elif isinstance(item, Struct):
+            names = zip(item.__struct_fields__, item.__struct_encode_fields__, strict=True)
+            children = [(f"{here}.{wire}", getattr(item, name)) for name, wire in names]
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    return here
+                children.append((f"{here}.{key}", child))
+        elif isinstance(item, list | tuple):
+            children = [(f"{here}[{i}]", child) for i, child in enumerate(item)]
+        stack.extend(reversed(children))
+    return None
+
+
 def decode_body(
     decoder: msgspec.json.Decoder[T], body: bytes, what: str, *, too_deep: str = NESTED_TOO_DEEP
 ) -> T:
@@ -187,13 +220,16 @@ def decode_body(
     is a 400 too (`too_deep`), never a crash.
     """
     try:
-        return decoder.decode(body)
+        decoded = decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"Invalid {what}: {exc}.") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.") from None
     except RecursionError:
         raise BadRequest(too_deep) from None
+    if NUL_ESCAPE in body and (path := nul_path(decoded)) is not None:
+        raise BadRequest(f"Invalid {what}: {NUL_MESSAGE} - at `{path}`.")
+    return decoded
 
 
 def at_path(message: str, prefix: str) -> str:

@@ -21,6 +21,8 @@ from gestures import (
 from server.errors import PayloadTooLarge
 from server.ingest import SOURCE_TOUCHES, PreparedBatch, corrected_time
 from server.schema import (
+    NUL_ESCAPE,
+    NUL_MESSAGE,
     Count,
     Density,
     DeviceType,
@@ -33,6 +35,7 @@ from server.schema import (
     Versions,
     at_path,
     decode_body,
+    nul_path,
 )
 from server.screens import screen_name
 
@@ -95,11 +98,17 @@ def prepare_touches(
     )  # fmt: skip
     prepared = PreparedBatch(pid=request.pid, header=header, events=[])
     strokes: list[tuple[int, Stroke]] = []
+    maybe_nul = NUL_ESCAPE in body
     for index, raw in enumerate(request.strokes):
         try:
-            strokes.append((index, _STROKE.decode(raw)))
+            stroke = _STROKE.decode(raw)
         except msgspec.ValidationError as exc:
             _reject(prepared, index, bytes(raw), str(exc), received_ms)
+            continue
+        if maybe_nul and (path := nul_path(stroke)) is not None:
+            _reject(prepared, index, bytes(raw), f"{NUL_MESSAGE} - at `{path}`", received_ms)
+            continue
+        strokes.append((index, stroke))
     result = _classify([stroke for _, stroke in strokes], request.density)
     screen, av = screen_name(request.url), request.vo.av
     gestures: list[dict[str, object]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +61,13 @@ class Store(Protocol):
         """Commit the batch durably (all or nothing) and count new vs duplicate events.
 
         Raises server.errors.Overloaded when the write queue is full; then nothing is stored.
+        """
+        ...
+
+    async def ingest_group(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
+        """The bulk path (imports, benchmarks): the batches in one transaction, no queue.
+
+        All or nothing: on an error none of them is stored and the error is raised.
         """
         ...
 

@@ -1,15 +1,15 @@
-"""Test support for the server: a real app on a fresh SQLite file, and helpers to talk to it."""
+"""Test support for the server: a real app on a fresh database, and helpers to talk to it."""
 
 from __future__ import annotations
 
 import io
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from databases import TestDatabase
 
 from server.app import RUNNER_KWARGS, create_app
 from server.config import Config
@@ -26,14 +26,13 @@ def load_fixture(relative: str) -> dict:
 class Service:
     client: TestClient
     app: web.Application
-    db: Path
+    database: TestDatabase
     default: Project  # pid 1, created by the server on an empty database
     other: Project  # pid 2
 
     def query(self, sql: str, *params: object) -> list[tuple]:
-        """Rows straight from the database file, through a separate connection."""
-        with sqlite3.connect(self.db) as conn:
-            return conn.execute(sql, params).fetchall()
+        """Rows straight from the database, through a separate connection (`?` placeholders)."""
+        return self.database.query(sql, *params)
 
     async def post_batch(self, body: object, key: str | None = None, **headers: str):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -46,13 +45,13 @@ class Service:
         return await self.client.post("/v1/batch", data=payload, headers=hdrs)
 
 
-async def start_service(tmp_path: Path, **settings: object) -> tuple[TestClient, web.Application]:
-    config = Config(db=str(tmp_path / "tapzone.db"), **settings)  # type: ignore[arg-type]
+async def start_service(
+    database: TestDatabase, **settings: object
+) -> tuple[TestClient, web.Application]:
+    config = Config(**database.settings, **settings)
     app = create_app(config)
     server = TestServer(app)
     await server.start_server(**RUNNER_KWARGS)
     client = TestClient(server)
     await client.start_server()
     return client, app
-
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import date
 from typing import Any
@@ -39,12 +38,11 @@ async def zoning(service: Service, pid: int = 1, key: str | None = None, **param
 
 
 def set_target_map(service: Service, rows: dict[tuple[str, str, str], tuple[str, str]]) -> None:
-    with sqlite3.connect(service.db) as conn:
-        conn.execute("DELETE FROM target_map")
-        conn.executemany(
-            "INSERT INTO target_map (pid, screen, av, tvp, target, kind) VALUES (1, ?, ?, ?, ?, ?)",
-            [(*key, *value) for key, value in rows.items()],
-        )
+    service.query("DELETE FROM target_map")
+    service.database.execute_many(
+        "INSERT INTO target_map (pid, screen, av, tvp, target, kind) VALUES (1, ?, ?, ?, ?, ?)",
+        [(*key, *value) for key, value in rows.items()],
+    )
 
 
 def assert_same(actual: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -191,7 +189,11 @@ async def test_read_key_of_the_project_only(service: Service) -> None:
     resp = await zoning(service, screen=SALES)
     assert resp.status == 200
     assert await resp.json() == {
-        "screen": SALES, "screenviews": 1, "sessions": 1, "users": 1, "zones": []
+        "screen": SALES,
+        "screenviews": 1,
+        "sessions": 1,
+        "users": 1,
+        "zones": [],
     }
     for key in (service.default.ingest_key, service.other.read_key, "tzr_unknown"):
         resp = await zoning(service, key=key, screen=SALES)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from databases import TestDatabase
 
 from server.cli import main
 from server.ingest import prepare_batch
-from server.store.sqlite import SqliteStore
 
 T0 = 1709287200000  # 2024-03-01T10:00:00Z
 BUY, MORE = "[root]>UIView>UIButton#buy>", "[root]>UIView>UIButton#more>"
@@ -34,8 +34,16 @@ def batch(uid: str, pl: list[dict]) -> bytes:
     now = max(e["t"] for e in pl)
     return json.dumps(
         {
-            "pid": 1, "uid": uid, "dt": 4, "os": "17.1", "l": "en", "tz": "UTC", "now": now,
-            "to": {"an": "shop", "st": "sdk-ios", "sf": "release"}, "r": {"d": 3.0}, "pl": pl,
+            "pid": 1,
+            "uid": uid,
+            "dt": 4,
+            "os": "17.1",
+            "l": "en",
+            "tz": "UTC",
+            "now": now,
+            "to": {"an": "shop", "st": "sdk-ios", "sf": "release"},
+            "r": {"d": 3.0},
+            "pl": pl,
         }  # fmt: skip
     ).encode()
 
@@ -63,11 +71,11 @@ BATCHES = [
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "cli.db"
+def db(new_database: Callable[[], TestDatabase]) -> TestDatabase:
+    database = new_database()
 
     async def build() -> None:
-        store = SqliteStore(str(path))
+        store = database.store()
         await store.open()
         await store.create_project("shop", pid=1)
         for body in BATCHES:
@@ -78,13 +86,12 @@ def db(tmp_path: Path) -> Path:
         await store.close()
 
     asyncio.run(build())
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO target_map VALUES "
-            "(1, 'Sales', '1.0', ?, 'UIButton[ai:SalesViewController.buy]', 'ai')",
-            (BUY,),
-        )
-    return path
+    database.execute_many(
+        "INSERT INTO target_map VALUES "
+        "(1, 'Sales', '1.0', ?, 'UIButton[ai:SalesViewController.buy]', 'ai')",
+        [(BUY,)],
+    )
+    return database
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -117,16 +124,16 @@ EXPECTED = {
 }  # fmt: skip
 
 
-def test_json_is_the_api_object(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = run(capsys, "--pid", "1", "--screen", "Sales", "--db", str(db),
+def test_json_is_the_api_object(db: TestDatabase, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "--pid", "1", "--screen", "Sales", *db.cli_options,
                            "--format", "json")  # fmt: skip
     assert (status, err) == (0, "")
     assert json.loads(out) == EXPECTED
     assert out == json.dumps(EXPECTED, separators=(",", ":")) + "\n"
 
 
-def test_csv_has_one_row_per_zone(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = run(capsys, "--pid", "1", "--screen", "Sales", "--db", str(db),
+def test_csv_has_one_row_per_zone(db: TestDatabase, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "--pid", "1", "--screen", "Sales", *db.cli_options,
                            "--format", "csv")  # fmt: skip
     assert (status, err) == (0, "")
     assert out == (
@@ -142,8 +149,8 @@ def test_csv_has_one_row_per_zone(db: Path, capsys: pytest.CaptureFixture[str]) 
     )
 
 
-def test_table_is_aligned_for_people(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, err = run(capsys, "--pid", "1", "--screen", "Sales", "--db", str(db))
+def test_table_is_aligned_for_people(db: TestDatabase, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "--pid", "1", "--screen", "Sales", *db.cli_options)
     assert (status, err) == (0, "")
     assert out == TABLE
 
@@ -158,16 +165,16 @@ UIButton[ai:SalesViewController.buy]  ai       3     0      0       0        1  
 """  # noqa: E501
 
 
-def test_filters_and_an_empty_screen(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(capsys, "--pid", "1", "--screen", "Sales", "--db", str(db),
+def test_filters_and_an_empty_screen(db: TestDatabase, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--pid", "1", "--screen", "Sales", *db.cli_options,
                          "--from", "2024-03-02", "--format", "json")  # fmt: skip
     assert status == 0
     report = json.loads(out)
     assert (report["screenviews"], [z["zone"] for z in report["zones"]]) == (1, [MORE, SCROLL])
-    status, out, _ = run(capsys, "--pid", "1", "--screen", "Sales", "--db", str(db),
+    status, out, _ = run(capsys, "--pid", "1", "--screen", "Sales", *db.cli_options,
                          "--dt", "5", "--format", "csv")  # fmt: skip
     assert (status, out.count("\n")) == (0, 1)
-    status, out, _ = run(capsys, "--pid", "1", "--screen", "Home", "--db", str(db))
+    status, out, _ = run(capsys, "--pid", "1", "--screen", "Home", *db.cli_options)
     assert (status, out) == (0, "screen Home: 0 screenviews, 0 sessions, 0 users, 0 zones\n")
 
 
@@ -185,9 +192,9 @@ def test_filters_and_an_empty_screen(db: Path, capsys: pytest.CaptureFixture[str
     ],
 )  # fmt: skip
 def test_user_errors(
-    db: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    db: TestDatabase, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    assert run(capsys, *args, "--db", str(db)) == (2, "", message)
+    assert run(capsys, *args, *db.cli_options) == (2, "", message)
 
 
 def test_a_missing_database_is_not_created(

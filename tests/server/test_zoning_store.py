@@ -1,24 +1,29 @@
-"""Zoning rollups in the SQLite store: any arrival order and grouping, and the backfill."""
+"""Zoning rollups in both stores: any arrival order and grouping; SQLite's backfill."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sqlite3
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pytest
+from databases import TestDatabase
 from test_zoning import assert_same
 from zoning_data import (
     SKEW_LIMIT_MS,
     TARGET_MAP,
+    Batch,
     DataSet,
     reference_report,
     stored_events,
 )
 
 from server.ingest import prepare_batch
+from server.store.base import Store
 from server.store.sqlite import SqliteStore
 from server.store.sqlite_schema import MIGRATIONS
 from server.zoning import ZoningQuery, ZoningReport
@@ -37,8 +42,8 @@ def as_json(report: ZoningReport) -> dict:
     return json.loads(msgspec.json.encode(report))
 
 
-async def open_store(path: Path) -> SqliteStore:
-    store = SqliteStore(str(path))
+async def open_store(path: Path | TestDatabase) -> Store:
+    store = SqliteStore(str(path)) if isinstance(path, Path) else path.store()
     await store.open()
     if not await store.list_projects():
         await store.create_project("main", pid=1)
@@ -46,7 +51,7 @@ async def open_store(path: Path) -> SqliteStore:
     return store
 
 
-async def commit_in_groups(store: SqliteStore, data: DataSet, rng: random.Random) -> None:
+async def commit_in_groups(store: Store, batches: list[Batch], rng: random.Random) -> None:
     """Every group of batches is one transaction (as group commit makes them)."""
     prepared = [
         prepare_batch(
@@ -55,16 +60,16 @@ async def commit_in_groups(store: SqliteStore, data: DataSet, rng: random.Random
             received_ms=b.received_ms,
             skew_limit_ms=SKEW_LIMIT_MS,
         )
-        for b in data.batches
+        for b in batches
     ]
     start = 0
     while start < len(prepared):
         size = rng.choice((1, 1, 2, 5, 17))
-        await store._in_writer(store._commit, prepared[start : start + size])
+        await store.ingest_group(prepared[start : start + size])
         start += size
 
 
-async def check_all(store: SqliteStore, data: DataSet, target_map: dict) -> int:
+async def check_all(store: Store, data: DataSet, target_map: dict) -> int:
     events = stored_events(data.batches, data.screens)
     checked = 0
     for screen in SCREENS:
@@ -81,28 +86,58 @@ async def check_all(store: SqliteStore, data: DataSet, target_map: dict) -> int:
 
 
 @pytest.mark.parametrize("seed", range(8))
-async def test_any_order_and_grouping_gives_the_reference(tmp_path: Path, seed: int) -> None:
+async def test_any_order_and_grouping_gives_the_reference(
+    new_database: Callable[[], TestDatabase], seed: int
+) -> None:
     data = DataSet(seed=seed, users=10)
     rng = random.Random(seed)
     rng.shuffle(data.batches)  # retries may now come before the first copy, or with it
-    store = await open_store(tmp_path / "z.db")
+    database = new_database()
+    store = await open_store(database)
     try:
-        await commit_in_groups(store, data, rng)
-        with sqlite3.connect(store.path) as conn:
-            conn.executemany(
-                "INSERT INTO target_map VALUES (1, ?, ?, ?, ?, ?)",
-                [(*k, *v) for k, v in TARGET_MAP.items()],
-            )
+        await commit_in_groups(store, data.batches, rng)
+        database.execute_many(
+            "INSERT INTO target_map VALUES (1, ?, ?, ?, ?, ?)",
+            [(*k, *v) for k, v in TARGET_MAP.items()],
+        )
         assert await check_all(store, data, TARGET_MAP) > 10
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_two_writers_at_once_give_the_reference(
+    new_database: Callable[[], TestDatabase], seed: int
+) -> None:
+    """Two stores on one database, as two worker processes have: every batch goes to either
+    one (retries to both), their groups commit concurrently, and nothing is lost or doubled."""
+    data = DataSet(seed=seed, users=10)
+    rng = random.Random(seed)
+    rng.shuffle(data.batches)
+    database = new_database()
+    first = await open_store(database)
+    second = await open_store(database)
+    try:
+        halves: tuple[list[Batch], list[Batch]] = ([], [])
+        for batch in data.batches:
+            halves[rng.randrange(2)].append(batch)
+        await asyncio.gather(
+            commit_in_groups(first, halves[0], random.Random(seed)),
+            commit_in_groups(second, halves[1], random.Random(seed + 1)),
+        )
+        events = stored_events(data.batches, data.screens)
+        assert database.query("SELECT count(*) FROM events") == [(len(events),)]
+        assert await check_all(second, data, {}) > 10
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_migration_folds_the_events_stored_before_it(tmp_path: Path) -> None:
     data = DataSet(seed=3, users=12)
     path = tmp_path / "z.db"
     store = await open_store(path)
-    await commit_in_groups(store, data, random.Random(3))
+    await commit_in_groups(store, data.batches, random.Random(3))
     await store.close()
     # Back to a database of before zoning: its tables gone, migration 2 not applied.
     with sqlite3.connect(path) as conn:

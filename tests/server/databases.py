@@ -1,0 +1,107 @@
+"""A fresh test database on either backend, and plain SQL on it from the test's side."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from server.config import Config
+from server.store import make_store
+from server.store.base import Store
+
+BACKENDS = ("sqlite", "postgres")
+_names = itertools.count()
+_PLACEHOLDER = re.compile(r"\?")
+
+
+@dataclass
+class TestDatabase:
+    """One empty database: a SQLite file, or a database of the session's PostgreSQL server.
+
+    `query` and `execute_many` take SQLite-style `?` placeholders on both backends, and go
+    through a connection of their own, not the store's.
+    """
+
+    __test__ = False  # not a test class, whatever its name
+
+    backend: str
+    path: Path | None = None
+    url: str | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Config settings that point a store at this database."""
+        if self.url is not None:
+            return {"database_url": self.url}
+        return {"db": str(self.path)}
+
+    @property
+    def cli_options(self) -> list[str]:
+        if self.url is not None:
+            return ["--database-url", self.url]
+        return ["--db", str(self.path)]
+
+    def store(self, **settings: Any) -> Store:
+        """A store on this database (not opened yet)."""
+        return make_store(Config(**self.settings, **settings))
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        if self.url is None:
+            with sqlite3.connect(self.path) as conn:  # type: ignore[arg-type]
+                return conn.execute(sql, params).fetchall()
+        records = _in_thread(self._pg("fetch", _numbered(sql), params))
+        return [tuple(record) for record in records]
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        if self.url is None:
+            with sqlite3.connect(self.path) as conn:  # type: ignore[arg-type]
+                conn.executemany(sql, rows)
+            return
+        _in_thread(self._pg("executemany", _numbered(sql), list(rows)))
+
+    async def _pg(self, method: str, sql: str, args: Any) -> Any:
+        conn = await asyncpg.connect(self.url)
+        try:
+            if method == "fetch":
+                return await conn.fetch(sql, *args)
+            return await conn.executemany(sql, args)
+        finally:
+            await conn.close()
+
+
+def _numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's $1, $2, …"""
+    counter = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+def _in_thread(coroutine: Any) -> Any:
+    """Run a coroutine to completion on a loop of its own (callers may be inside a loop)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = asyncio.run(coroutine)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def new_database_name() -> str:
+    return f"tapzone_test_{os.getpid()}_{next(_names)}"

@@ -1,0 +1,96 @@
+"""`tapzone serve --workers 2`: two processes on one port and one database, supervised."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from serving import (
+    Load,
+    children,
+    free_port,
+    healthz,
+    ingest_key,
+    post_batch,
+    run_load_then_signal,
+    serving,
+    stored_batches,
+)
+
+from server.config import Config
+
+
+def test_zero_workers_means_one_per_core() -> None:
+    assert Config().workers == 0
+    assert Config().worker_count == (os.cpu_count() or 1)
+    assert Config.from_env({"TAPZONE_WORKERS": "3"}).worker_count == 3
+    with pytest.raises(ValueError) as exc:
+        Config.from_env({"TAPZONE_WORKERS": "-1"})
+    assert str(exc.value) == "TAPZONE_WORKERS must be 0 (one per CPU core) or more, got -1."
+
+
+@pytest.mark.slow
+def test_two_workers_store_every_acknowledged_event_exactly_once(
+    new_database: Callable, tmp_path: Path
+) -> None:
+    db, port = new_database(), free_port()
+    with serving(db, port, tmp_path / "server.log", workers=2) as proc:
+        assert len(children(proc.pid)) == 2
+        key = ingest_key(db)
+        with Load(port, key, clients=8) as load:
+            load.wait_for(200)
+        assert len(load.acked) == len(load.sent)  # every request answered 200
+        assert stored_batches(db) == {batch: 50 for batch in load.acked}
+        n = len(load.acked)
+        assert db.query("SELECT count(*), count(DISTINCT euid) FROM events") == [(50 * n, 50 * n)]
+        assert db.query("SELECT count(*), count(DISTINCT batch_id) FROM batches") == [(n, n)]
+        # The rollups too: each transaction folded in exactly the events it inserted.
+        assert db.query("SELECT sum(taps) FROM zoning_gestures") == [(50 * n,)]
+        for client, seq in sorted(load.acked)[:20]:  # a new connection each: both workers
+            assert post_batch(port, key, client, seq) == {
+                "accepted": 0, "duplicates": 50, "rejected": []
+            }  # fmt: skip
+        assert stored_batches(db) == {batch: 50 for batch in load.acked}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_worker_after_committing(
+    new_database: Callable, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    outcome = run_load_then_signal(new_database(), log, signal.SIGTERM, workers=2)
+    assert outcome.code == 0
+    assert len(outcome.workers) == 2
+    assert not [pid for pid in outcome.workers if Path(f"/proc/{pid}").exists()]
+    assert all(count == 50 for count in outcome.stored.values()), "a batch was half stored"
+    assert outcome.acked <= set(outcome.stored), "an acknowledged batch was lost"
+    assert set(outcome.stored) <= outcome.sent
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_nothing_acknowledged_is_lost(
+    new_database: Callable, tmp_path: Path
+) -> None:
+    db, port, log = new_database(), free_port(), tmp_path / "server.log"
+    with serving(db, port, log, workers=2) as proc:
+        with Load(port, ingest_key(db), keep_going=True) as load:
+            load.wait_for(60)
+            before = children(proc.pid)
+            os.kill(before[0], signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while len(now := children(proc.pid)) != 2 or before[0] in now:
+                assert time.monotonic() < deadline, f"no replacement: {now}"
+                time.sleep(0.05)
+            assert before[1] in now
+            load.wait_for(len(load.acked) + 60)
+            assert healthz(port) == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    stored = stored_batches(db)
+    assert all(count == 50 for count in stored.values()), "a batch was half stored"
+    assert set(load.acked) <= set(stored), "an acknowledged batch was lost"
+    assert "was killed by SIGKILL; starting a replacement" in log.read_text()
