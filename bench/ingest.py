@@ -7,7 +7,10 @@ open-loop load at half the measured rate for the p99 figure of SPEC §8. The bas
 server with TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per request.
 
 `--workers N` runs `tapzone serve --workers N` (N processes sharing the port);
-`--database-url URL` is passed to every tapzone command instead of the SQLite file.
+`--database-url URL` is passed to every tapzone command instead of the SQLite file;
+`--postgres` starts a throw-away PostgreSQL server for the run (tests/server/pg_cluster.py,
+fsync and synchronous_commit on, as a production server has them) and gives every run a
+fresh database on it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import aiohttp
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "server"))
 from _server import add_project, running_server  # noqa: E402
+from pg_cluster import PgCluster  # noqa: E402
 
 EVENTS_PER_BATCH = 50
 
@@ -142,16 +147,18 @@ def run(
     half_rate: bool,
 ) -> float:
     clients = args.clients
-    label = f"{label}, {args.workers} worker{'s' if args.workers > 1 else ''}"
+    backend = "PostgreSQL" if args.postgres or args.database_url else "SQLite"
+    label = f"{backend}, {label}, {args.workers} worker{'s' if args.workers > 1 else ''}"
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "bench.db")
-        # A PostgreSQL database outlives the run: a fresh project name each time.
+        # A PostgreSQL database given by URL outlives the run: a fresh project name each time.
         name = f"bench-{uuid.uuid4().hex[:8]}"
-        project = add_project(db, name, database_url=args.database_url)
+        database_url = args.database_url
+        if args.cluster is not None:
+            database_url = args.cluster.create_database(f"bench_{uuid.uuid4().hex[:12]}")
+        project = add_project(db, name, database_url=database_url)
         bodies = make_bodies(project["pid"], n_batches + n_batches // 2)
-        with running_server(
-            db, env=env, workers=args.workers, database_url=args.database_url
-        ) as url:
+        with running_server(db, env=env, workers=args.workers, database_url=database_url) as url:
             warm = bodies[: min(50, n_batches)]
             asyncio.run(closed_loop(url, project["ingest_key"], warm, clients))
             eps, lat = asyncio.run(
@@ -177,7 +184,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="tapzone serve --workers N")
     parser.add_argument("--database-url", help="postgresql://… instead of a SQLite file")
+    parser.add_argument(
+        "--postgres", action="store_true", help="on a throw-away PostgreSQL server of its own"
+    )
     args = parser.parse_args()
+    args.cluster = None
+    if not args.postgres:
+        compare(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp, PgCluster(Path(tmp), durable=True) as cluster:
+        args.cluster = cluster
+        compare(args)
+
+
+def compare(args: argparse.Namespace) -> None:
     fast = run("group commit", {}, args.batches, args, half_rate=True)
     naive = run(
         "baseline, one commit per request",

@@ -2,7 +2,8 @@
 
 Each script prints its figure next to its naive baseline measured in the same run. Extra
 arguments are not passed through; run a script directly for its options (`--help`). Ingest
-runs twice: one server process, then two sharing the port (`--workers 2`).
+runs four times: one server process, then two sharing the port (`--workers 2`), on SQLite
+and then on a throw-away PostgreSQL server (`--postgres`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# (script, arguments); a PostgreSQL ingest run would add ("ingest.py", ("--database-url", …)).
+# (script, arguments)
 RUNS: list[tuple[str, tuple[str, ...]]] = [
     ("ingest.py", ("--workers", "1")),
     ("ingest.py", ("--workers", "2")),
+    ("ingest.py", ("--postgres", "--workers", "1")),
+    ("ingest.py", ("--postgres", "--workers", "2")),
     ("classify.py", ()),
     ("zoning.py", ()),
 ]
