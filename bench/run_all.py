@@ -22,6 +22,7 @@ RUNS: list[tuple[str, tuple[str, ...]]] = [
     ("ingest.py", ("--postgres", "--workers", "2")),
     ("classify.py", ()),
     ("zoning.py", ()),
+    ("zoning.py", ("--postgres",)),
 ]
 
 

@@ -15,12 +15,22 @@ Then it times zoning queries through the Store method (median of repeated runs) 
 plain GROUP BY over the raw `events` table that computes the same answer, checks that both
 answers are equal, and prints both figures and the ratio. `--dir` keeps the database and
 reuses it on the next run (only the queries are timed again).
+
+PostgreSQL: `--postgres` starts a throw-away durable server for the run (in a temp dir, with
+tests/server/pg_cluster.py; stopped and removed at the end), `--database-url URL` uses an
+existing one (the store creates the schema on opening). The same events are loaded through
+PostgresStore.ingest_group, the ingest transaction with its zoning rollups, in the same groups;
+then VACUUM ANALYZE, since autovacuum may not have caught up with the load yet and the planner
+would work from missing statistics (and index-only scans would find no visibility map). The
+baseline is the same plain GROUP BY in PostgreSQL's dialect (bench/_zoning_pg.py). A database
+that already holds events is reused with `--reuse` (only the queries are timed), else refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -29,14 +39,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _zoning_pg import PgBench, RawRows, throwaway_server  # noqa: E402
+
 from server.ingest import PreparedBatch, prepare_batch  # noqa: E402
+from server.store.base import Store  # noqa: E402
 from server.store.sqlite import SqliteStore  # noqa: E402
-from server.zoning import ZoningQuery, ZoningReport  # noqa: E402
+from server.zoning import ZoneAggregate, ZoningQuery, ZoningReport, build_report  # noqa: E402
 from server.zoning.compute import ELEMENT_DTYPE  # noqa: E402
 
 START = date(2024, 1, 1)
@@ -144,8 +159,11 @@ def target_map_rows(gen: Generator) -> list[tuple[object, ...]]:
     return rows
 
 
-def load(store: SqliteStore, n_events: int, seed: int) -> int:
-    gen = Generator(seed, users=max(100, n_events // 60), n_events=n_events)
+def event_groups(gen: Generator, n_events: int) -> Iterator[list[PreparedBatch]]:
+    """Groups of whole batches of at least EVENTS_PER_COMMIT events (the last: the rest).
+
+    The caller commits each group before asking for the next; progress goes to stderr.
+    """
     group: list[PreparedBatch] = []
     in_group = stored = 0
     started = time.perf_counter()
@@ -157,22 +175,14 @@ def load(store: SqliteStore, n_events: int, seed: int) -> int:
         group.append(batch)
         in_group += len(batch.events)
         if in_group >= EVENTS_PER_COMMIT:
-            store._commit(group)
+            yield group
             stored += in_group
             group, in_group = [], 0
             if stored % 1_000_000 < EVENTS_PER_COMMIT:
                 rate = stored / (time.perf_counter() - started)
                 print(f"  {stored:,} events stored ({rate:,.0f} events/s)", file=sys.stderr)
     if group:
-        store._commit(group)
-        stored += in_group
-    conn = store._conn()
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(
-        "INSERT OR REPLACE INTO target_map VALUES (?, ?, ?, ?, ?, ?)", target_map_rows(gen)
-    )
-    conn.execute("COMMIT")
-    return stored
+        yield group
 
 
 # The same answer from the raw events alone: screenview events joined to gesture events, then
@@ -243,31 +253,30 @@ SELECT 'revenue', zone, tr_cu, sum(tr_vl), NULL FROM later GROUP BY zone, tr_cu
 """
 
 
-def raw_report(conn: sqlite3.Connection, query: ZoningQuery) -> ZoningReport:
-    from server.store.sqlite_zoning import query_params
-    from server.zoning import ZoneAggregate, build_report
-
+def raw_report(rows: Iterable[Sequence[Any]], screen: str) -> ZoningReport:
+    """The report from the rows of RAW_QUERY, on either backend (PostgreSQL's values are text,
+    SQLite's numbers: both go through int() and float())."""
     zones: dict[str, ZoneAggregate] = {}
     screenviews = users = sessions = 0
-    for what, zone, a, b, _ in conn.execute(RAW_QUERY, query_params(query)):
+    for what, zone, a, b, _ in rows:
         if what == "totals":
-            screenviews, users = a, b
+            screenviews, users = int(a), int(b)
         elif what == "sessions":
-            sessions = a
+            sessions = int(a)
         elif what == "counts":
             taps, unresponsive, long_presses, drags, flicks = map(int, b.split(","))
             zones[zone] = ZoneAggregate(zone, a, taps, unresponsive, long_presses, drags, flicks)
         elif what == "views":
-            zones[zone].tapped_views, zones[zone].swiped_views = a, b
+            zones[zone].tapped_views, zones[zone].swiped_views = int(a), int(b)
         elif what == "people":
-            zones[zone].sessions, zones[zone].users = a, b
+            zones[zone].sessions, zones[zone].users = int(a), int(b)
         elif what == "converted":
-            zones[zone].converted_sessions = a
+            zones[zone].converted_sessions = int(a)
         elif what == "median":
             zones[zone].median_delay_ms = float(a)
         elif what == "revenue":
-            zones[zone].revenue[int(a)] = b
-    return build_report(query.screen, screenviews, sessions, users, zones.values())
+            zones[zone].revenue[int(a)] = float(b)
+    return build_report(screen, screenviews, sessions, users, zones.values())
 
 
 def same(a: ZoningReport, b: ZoningReport) -> bool:
@@ -290,9 +299,7 @@ def same(a: ZoningReport, b: ZoningReport) -> bool:
     return True
 
 
-async def time_store(
-    store: SqliteStore, query: ZoningQuery, runs: int
-) -> tuple[float, ZoningReport]:
+async def time_store(store: Store, query: ZoningQuery, runs: int) -> tuple[float, ZoningReport]:
     report = await store.zoning(query)  # warm the page cache
     times = []
     for _ in range(runs):
@@ -302,72 +309,137 @@ async def time_store(
     return statistics.median(times) * 1000, report
 
 
-def time_raw(path: str, query: ZoningQuery, runs: int) -> tuple[float, ZoningReport]:
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA cache_size = -262144")
+async def time_raw(rows: RawRows, query: ZoningQuery, runs: int) -> tuple[float, ZoningReport]:
     times = []
     report = None
     for _ in range(runs):
         start = time.perf_counter()
-        report = raw_report(conn, query)
+        report = raw_report(await rows(query), query.screen)
         times.append(time.perf_counter() - start)
-    conn.close()
     assert report is not None
     return statistics.median(times) * 1000, report
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    directory = args.dir or tempfile.mkdtemp(prefix="tapzone-zoning-")
-    path = os.path.join(directory, "zoning.db")
-    fresh = not os.path.exists(path)
-    store = SqliteStore(path)
-    await store.open()
+def queries() -> list[tuple[str, ZoningQuery]]:
+    end = START + timedelta(days=DAYS - 1)
+    week = (date(2024, 1, 8), date(2024, 1, 14))
+    return [
+        ("typical screen (Screen008), whole month", ZoningQuery(1, "Screen008", START, end)),
+        ("typical screen, one week", ZoningQuery(1, "Screen008", *week)),
+        ("typical screen, one week, av 5.1.0, dt 4",
+         ZoningQuery(1, "Screen008", *week, "5.1.0", 4)),
+        ("median screen (Screen020), whole month", ZoningQuery(1, "Screen020", START, end)),
+        ("busiest screen (Screen000), one week", ZoningQuery(1, "Screen000", *week)),
+        ("busiest screen, whole month", ZoningQuery(1, "Screen000", START, end)),
+    ]
+
+
+async def time_queries(bench: SqliteBench | PgBench, args: argparse.Namespace) -> None:
+    """Each case through the store, then (unless --baseline-runs 0) through the raw query."""
+    for label, query in queries():
+        # What the query reads: screenview rows of the range, element records among them.
+        views, elements = await bench.reads(query)
+        fast_ms, fast = await time_store(bench.store, query, args.runs)
+        print(f"{label}: zoning query {fast_ms:.1f} ms (median of {args.runs}; "
+              f"reads {views:,} screenviews with {elements:,} element records; "
+              f"{len(fast.zones)} zones)", flush=True)
+        if args.baseline_runs:
+            async with bench.raw_rows() as rows:
+                raw_ms, raw = await time_raw(rows, query, args.baseline_runs)
+            print(f"    plain GROUP BY over the raw events: {raw_ms:,.0f} ms "
+                  f"(median of {args.baseline_runs}); ratio {raw_ms / fast_ms:,.0f}x; "
+                  f"answers {'identical' if same(fast, raw) else 'DIFFERENT'}", flush=True)
+
+
+async def run(bench: SqliteBench | PgBench, args: argparse.Namespace) -> None:
+    """Load the events unless the database holds them, then time the queries."""
     try:
-        if fresh:
-            await store.create_project("bench", pid=1)
+        if await bench.open():
+            gen = Generator(args.seed, users=max(100, args.events // 60), n_events=args.events)
             started = time.perf_counter()
-            stored = load(store, args.events, args.seed)
+            stored = 0
+            for group in event_groups(gen, args.events):
+                await bench.commit(group)
+                stored += sum(len(batch.events) for batch in group)
+            await bench.add_target_map(target_map_rows(gen))
             elapsed = time.perf_counter() - started
             print(f"loaded {stored:,} events in {elapsed:.0f} s "
-                  f"({stored / elapsed:,.0f} events/s through the ingest transaction)")
-        conn = store._conn()
+                  f"({stored / elapsed:,.0f} events/s through {bench.through})", flush=True)
+            await bench.after_load()
+        print(await bench.describe(), flush=True)
+        await time_queries(bench, args)
+    finally:
+        await bench.close()
+
+
+class SqliteBench:
+    """The SQLite database in --dir (reused if present) or in a temp dir. The benchmark's
+    backends (bench/_zoning_pg.py's PgBench for PostgreSQL) have the same methods."""
+
+    through = "the ingest transaction"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.temporary = not args.dir
+        self.keep = args.keep
+        self.directory = args.dir or tempfile.mkdtemp(prefix="tapzone-zoning-")
+        self.path = os.path.join(self.directory, "zoning.db")
+        self.store = SqliteStore(self.path)
+
+    async def open(self) -> bool:
+        fresh = not os.path.exists(self.path)
+        await self.store.open()
+        if fresh:
+            await self.store.create_project("bench", pid=1)
+        return fresh
+
+    async def commit(self, group: Sequence[PreparedBatch]) -> None:
+        self.store._commit(group)  # synchronously: the ingest transaction, without the queue
+
+    async def add_target_map(self, rows: Sequence[tuple[object, ...]]) -> None:
+        conn = self.store._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT OR REPLACE INTO target_map VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+
+    async def after_load(self) -> None:
+        pass
+
+    async def describe(self) -> str:
+        conn = self.store._conn()
         (n_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
         (n_views,) = conn.execute("SELECT count(*) FROM zoning_screenviews").fetchone()
-        print(f"database {path}: {n_events:,} events, {n_views:,} screenviews, "
-              f"{os.path.getsize(path) / 2**30:.1f} GiB")
-        end = START + timedelta(days=DAYS - 1)
-        week = (date(2024, 1, 8), date(2024, 1, 14))
-        queries = [
-            ("typical screen (Screen008), whole month", ZoningQuery(1, "Screen008", START, end)),
-            ("typical screen, one week", ZoningQuery(1, "Screen008", *week)),
-            ("typical screen, one week, av 5.1.0, dt 4",
-             ZoningQuery(1, "Screen008", *week, "5.1.0", 4)),
-            ("median screen (Screen020), whole month", ZoningQuery(1, "Screen020", START, end)),
-            ("busiest screen (Screen000), one week", ZoningQuery(1, "Screen000", *week)),
-            ("busiest screen, whole month", ZoningQuery(1, "Screen000", START, end)),
-        ]
-        for label, query in queries:
-            # What the query reads: screenview rows of the range, element records among them.
-            views, elements = conn.execute(
-                "SELECT count(*), coalesce(sum(length(elements_hex)), 0) / ? "
-                "FROM zoning_screenviews WHERE pid = 1 AND screen = ? AND sv_ms >= ? AND sv_ms < ?",
-                (ELEMENT_DTYPE.itemsize * 2, query.screen, query.from_ms, query.to_ms),
-            ).fetchone()
-            fast_ms, fast = await time_store(store, query, args.runs)
-            print(f"{label}: zoning query {fast_ms:.1f} ms (median of {args.runs}; "
-                  f"reads {views:,} screenviews with {elements:,} element records; "
-                  f"{len(fast.zones)} zones)")
-            if args.baseline_runs:
-                raw_ms, raw = time_raw(path, query, args.baseline_runs)
-                print(f"    plain GROUP BY over the raw events: {raw_ms:,.0f} ms "
-                      f"(median of {args.baseline_runs}); ratio {raw_ms / fast_ms:,.0f}x; "
-                      f"answers {'identical' if same(fast, raw) else 'DIFFERENT'}")
-    finally:
-        await store.close()
-        if not args.dir and not args.keep:
-            for name in os.listdir(directory):
-                os.remove(os.path.join(directory, name))
-            os.rmdir(directory)
+        return (f"database {self.path}: {n_events:,} events, {n_views:,} screenviews, "
+                f"{os.path.getsize(self.path) / 2**30:.1f} GiB")
+
+    async def reads(self, query: ZoningQuery) -> tuple[int, int]:
+        views, elements = self.store._conn().execute(
+            "SELECT count(*), coalesce(sum(length(elements_hex)), 0) / ? "
+            "FROM zoning_screenviews WHERE pid = 1 AND screen = ? AND sv_ms >= ? AND sv_ms < ?",
+            (ELEMENT_DTYPE.itemsize * 2, query.screen, query.from_ms, query.to_ms),
+        ).fetchone()
+        return int(views), int(elements)
+
+    @contextlib.asynccontextmanager
+    async def raw_rows(self) -> AsyncIterator[RawRows]:
+        from server.store.sqlite_zoning import query_params
+
+        conn = sqlite3.connect(self.path)
+        conn.execute("PRAGMA cache_size = -262144")
+
+        async def rows(query: ZoningQuery) -> Iterable[Sequence[Any]]:
+            return conn.execute(RAW_QUERY, query_params(query))
+
+        try:
+            yield rows
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        await self.store.close()
+        if self.temporary and not self.keep:
+            for name in os.listdir(self.directory):
+                os.remove(os.path.join(self.directory, name))
+            os.rmdir(self.directory)
 
 
 def main() -> None:
@@ -378,9 +450,31 @@ def main() -> None:
         "--baseline-runs", type=int, default=1, help="timed raw GROUP BYs per case (0: skip)"
     )
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--dir", help="keep the database in this directory (reused if present)")
-    parser.add_argument("--keep", action="store_true", help="do not delete the temporary database")
-    asyncio.run(main_async(parser.parse_args()))
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dir", help="keep the database in this directory (reused if present)")
+    where.add_argument(
+        "--postgres", action="store_true", help="on a throw-away PostgreSQL server (temp dir)"
+    )
+    where.add_argument("--database-url", help="on this PostgreSQL database (postgresql://…)")
+    parser.add_argument(
+        "--reuse", action="store_true",
+        help="with --database-url: time the queries on the events it holds, load nothing",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="do not delete the temporary SQLite database"
+    )
+    args = parser.parse_args()
+    if args.reuse and not args.database_url:
+        parser.error("--reuse needs --database-url")
+    if args.keep and (args.postgres or args.database_url):
+        parser.error("--keep is for the temporary SQLite database")
+    if args.postgres:
+        with throwaway_server() as url:
+            asyncio.run(run(PgBench(url, reuse=False), args))
+    elif args.database_url:
+        asyncio.run(run(PgBench(args.database_url, reuse=args.reuse), args))
+    else:
+        asyncio.run(run(SqliteBench(args), args))
 
 
 if __name__ == "__main__":

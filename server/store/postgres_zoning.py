@@ -242,6 +242,10 @@ async def zoning(pool: asyncpg.Pool, query: ZoningQuery) -> ZoningReport:
     """The report for one screen and period, from the rollups alone."""
     params = (query.pid, query.screen, query.from_ms, query.to_ms, query.av, query.dt)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # A month of a busy screen is a bitmap scan over most of the table: with the default
+        # 4 MB work_mem it goes lossy (490 -> 408 ms measured at 10M events at 64 MB), and
+        # JIT compilation only adds its start-up to a query this short.
+        await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
         # One snapshot for both statements, as SQLite's single statement gives.
         parts = tuple(await conn.fetchrow(_SCREENVIEWS, *params))
         selection = await asyncio.to_thread(_Selection.decode, parts)
