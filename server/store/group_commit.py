@@ -18,6 +18,30 @@ log = logging.getLogger(__name__)
 # write_group(items) -> one result per item, or an exception instance for an item that failed
 # on its own (the others are still committed).
 WriteGroup = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
+# commit(items) -> one result per item, all in one transaction; raises if nothing was stored.
+Commit = Callable[[Sequence[T]], Awaitable[Sequence[R]]]
+
+
+async def commit_or_split(
+    commit: Commit[T, R], items: Sequence[T], item_errors: tuple[type[Exception], ...]
+) -> list[R | BaseException]:
+    """A WriteGroup from an all-or-nothing `commit`: the group in one transaction, and when
+    that fails with one of `item_errors` (something in an item: a constraint, bad data), each
+    item in a transaction of its own, so only the item at fault fails. Rare; other errors
+    (the database is gone) fail the whole group at once.
+    """
+    try:
+        return [*await commit(items)]
+    except item_errors:
+        if len(items) == 1:
+            raise
+    results: list[R | BaseException] = []
+    for item in items:
+        try:
+            results.extend(await commit([item]))
+        except item_errors as exc:
+            results.append(exc)
+    return results
 
 
 class GroupCommitWriter(Generic[T, R]):

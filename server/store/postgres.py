@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import asyncpg
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
 from server.store.base import Project, ProjectExists
-from server.store.group_commit import GroupCommitWriter
+from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
 from server.store.postgres_schema import (
     BATCH_INSERT_COLUMNS,
@@ -192,20 +193,7 @@ class PostgresStore:
     async def _write_group(
         self, batches: Sequence[PreparedBatch]
     ) -> Sequence[IngestResult | BaseException]:
-        try:
-            return await self._commit_retrying(batches)
-        except asyncpg.PostgresError:
-            if len(batches) == 1:
-                raise
-        # Rare: something in the group failed. Commit batch by batch so that only the batch
-        # at fault fails and the others are still stored.
-        results: list[IngestResult | BaseException] = []
-        for batch in batches:
-            try:
-                results.extend(await self._commit_retrying([batch]))
-            except asyncpg.PostgresError as exc:
-                results.append(exc)
-        return results
+        return await commit_or_split(self._commit_retrying, batches, (asyncpg.PostgresError,))
 
     async def _commit_retrying(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
         for attempt in range(1, _ATTEMPTS + 1):
@@ -226,18 +214,15 @@ class PostgresStore:
                     "SELECT nextval('batch_ids') FROM generate_series(1, $1)", len(batches)
                 )
             ]
+            numbered = list(zip(batch_ids, batches, strict=True))
             await conn.copy_records_to_table(
                 "batches",
-                records=[(bid, *b.header) for bid, b in zip(batch_ids, batches, strict=True)],
+                records=[(bid, *batch.header) for bid, batch in numbered],
                 columns=BATCH_INSERT_COLUMNS,
             )
+            ordinal = itertools.count()
             incoming = [
-                (ordinal, *row, bid)
-                for ordinal, (bid, row) in enumerate(
-                    (bid, row)
-                    for bid, b in zip(batch_ids, batches, strict=True)
-                    for row in b.events
-                )
+                (next(ordinal), *row, bid) for bid, batch in numbered for row in batch.events
             ]
             if incoming:
                 await conn.copy_records_to_table(
@@ -247,11 +232,7 @@ class PostgresStore:
                 # handful of rows and joins the rollup dictionaries by nested loops over a
                 # whole project's sessions (measured: 35 % of the transaction, growing).
                 await conn.execute(f"{INSERT_NEW_EVENTS};\nANALYZE new_events")
-            quarantine = [
-                (*row, bid)
-                for bid, b in zip(batch_ids, batches, strict=True)
-                for row in b.quarantine
-            ]
+            quarantine = [(*row, bid) for bid, batch in numbered for row in batch.quarantine]
             if quarantine:
                 await conn.executemany(INSERT_QUARANTINE, quarantine)
             new_per_batch: dict[int, int] = (
@@ -260,9 +241,9 @@ class PostgresStore:
             if new_per_batch:
                 await update_zoning(conn, [b.pid for b in batches])
         results = []
-        for bid, batch in zip(batch_ids, batches, strict=True):
-            accepted = new_per_batch.get(bid, 0)
-            results.append(IngestResult(accepted=accepted, duplicates=len(batch.events) - accepted))
+        for bid, batch in numbered:
+            new = new_per_batch.get(bid, 0)
+            results.append(IngestResult(accepted=new, duplicates=len(batch.events) - new))
         return results
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
+from server.store.zoning_sql import GESTURE_KINDS, ITS_SESSION, ITS_TVP, ZONING_KINDS
 from server.zoning import ZoningQuery, ZoningReport, build_report
 from server.zoning.compute import (
     COUNT_MAX,
@@ -36,8 +37,6 @@ from server.zoning.compute import (
 from server.zoning.report import KIND_PATH
 
 _FOLD_LOCK_CLASS = 737_402  # advisory lock (this, pid): pids are 32-bit (server.schema.Pid)
-_ZONING_KINDS = "(4, 6, 8, 9, 10, 16)"
-_GESTURE_KINDS = "(6, 8, 9, 10)"
 _COUNT_COLUMNS = ("taps", "unresponsive_taps", "long_presses", "drags", "flicks")
 
 
@@ -67,17 +66,13 @@ def header_sql(pid: str, session_id: str, scn: str, user_id: str, sv_ms: str) ->
 
 
 _NEW = "new_events AS e"
-_ITS_SESSION = """
-JOIN zoning_sessions AS k ON k.pid = e.pid AND k.uid = e.uid AND k.sn = e.sn"""
-_ITS_TVP = """
-JOIN zoning_tvps AS t ON t.pid = e.pid AND t.screen = e.screen AND t.av = e.av AND t.tvp = e.tvp"""
 
 # Dictionaries first. NOT EXISTS keeps identity values from being spent on rows that exist
 # (ids stay dense, which the numpy side likes); ON CONFLICT stays as the backstop.
 _ADD_USERS = f"""
 INSERT INTO zoning_users (pid, uid)
 SELECT DISTINCT e.pid, e.uid FROM {_NEW}
-WHERE e.ea IN {_ZONING_KINDS}
+WHERE e.ea IN {ZONING_KINDS}
   AND NOT EXISTS (SELECT 1 FROM zoning_users AS u WHERE u.pid = e.pid AND u.uid = e.uid)
 ORDER BY 1, 2
 ON CONFLICT (pid, uid) DO NOTHING
@@ -85,7 +80,7 @@ ON CONFLICT (pid, uid) DO NOTHING
 _ADD_SESSIONS = f"""
 INSERT INTO zoning_sessions (pid, uid, sn, user_id)
 SELECT n.pid, n.uid, n.sn, u.user_id
-FROM (SELECT DISTINCT e.pid, e.uid, e.sn FROM {_NEW} WHERE e.ea IN {_ZONING_KINDS}) AS n
+FROM (SELECT DISTINCT e.pid, e.uid, e.sn FROM {_NEW} WHERE e.ea IN {ZONING_KINDS}) AS n
 JOIN zoning_users AS u ON u.pid = n.pid AND u.uid = n.uid
 WHERE NOT EXISTS (SELECT 1 FROM zoning_sessions AS k
                   WHERE k.pid = n.pid AND k.uid = n.uid AND k.sn = n.sn)
@@ -95,7 +90,7 @@ ON CONFLICT (pid, uid, sn) DO NOTHING
 _ADD_TVPS = f"""
 INSERT INTO zoning_tvps (pid, screen, av, tvp)
 SELECT DISTINCT e.pid, e.screen, e.av, e.tvp FROM {_NEW}
-WHERE e.ea IN {_GESTURE_KINDS}
+WHERE e.ea IN {GESTURE_KINDS}
   AND NOT EXISTS (SELECT 1 FROM zoning_tvps AS t WHERE t.pid = e.pid AND t.screen = e.screen
                   AND t.av = e.av AND t.tvp = e.tvp)
 ORDER BY 1, 2, 3, 4
@@ -104,12 +99,12 @@ ON CONFLICT (pid, screen, av, tvp) DO NOTHING
 _ADD_TRANSACTIONS = f"""
 INSERT INTO zoning_transactions (pid, session_id, tx_ms, cu, amount)
 SELECT e.pid, k.session_id, e.corrected_ms, e.tr_cu, e.tr_vl
-FROM {_NEW} {_ITS_SESSION}
+FROM {_NEW} {ITS_SESSION}
 WHERE e.ea = 16
 ORDER BY e.batch_id, e.idx
 """
 _SESSIONS_WITH_NEW_TX = f"""
-SELECT DISTINCT k.pid, k.session_id FROM {_NEW} {_ITS_SESSION} WHERE e.ea = 16"""
+SELECT DISTINCT k.pid, k.session_id FROM {_NEW} {ITS_SESSION} WHERE e.ea = 16"""
 _TX_RECORD = f"{_i8('x.session_id')} || {_i8('x.tx_id')} || {_i8('x.tx_ms')} || {_u4('x.cu')}"
 # A session's transactions are encoded once, on its zoning_sessions row, and copied to each
 # of its screenviews.
@@ -130,8 +125,8 @@ SELECT e.pid, k.session_id, e.scn, t.tvp_id,
        count(*) FILTER (WHERE e.ea = 6), count(*) FILTER (WHERE e.ea = 6 AND e.ur = 0),
        count(*) FILTER (WHERE e.ea = 8), count(*) FILTER (WHERE e.ea = 9),
        count(*) FILTER (WHERE e.ea = 10), min(e.corrected_ms) FILTER (WHERE e.ea = 6)
-FROM {_NEW} {_ITS_SESSION} {_ITS_TVP}
-WHERE e.ea IN {_GESTURE_KINDS}
+FROM {_NEW} {ITS_SESSION} {ITS_TVP}
+WHERE e.ea IN {GESTURE_KINDS}
 GROUP BY e.pid, k.session_id, e.scn, t.tvp_id
 ORDER BY 1, 2, 3, 4
 ON CONFLICT (pid, session_id, scn, tvp_id) DO UPDATE SET
@@ -144,8 +139,8 @@ _REFRESH_GESTURES = f"""
 UPDATE zoning_screenviews AS sv SET
     header = {header_sql(*_SV_COLUMNS, "sv.user_id", "sv.sv_ms")},
     elements = {elements_sql(*_SV_COLUMNS, "sv.sv_ms")}
-FROM (SELECT DISTINCT k.pid, k.session_id, e.scn FROM {_NEW} {_ITS_SESSION}
-      WHERE e.ea IN {_GESTURE_KINDS}) AS n
+FROM (SELECT DISTINCT k.pid, k.session_id, e.scn FROM {_NEW} {ITS_SESSION}
+      WHERE e.ea IN {GESTURE_KINDS}) AS n
 WHERE sv.pid = n.pid AND sv.session_id = n.session_id AND sv.scn = n.scn
 """
 _REFRESH_TRANSACTIONS = f"""
@@ -168,7 +163,7 @@ SELECT e.pid, k.session_id, e.scn, e.screen, e.corrected_ms,
        {header_sql("e.pid", "k.session_id", "e.scn", "k.user_id", "e.corrected_ms")},
        {elements_sql("e.pid", "k.session_id", "e.scn", "e.corrected_ms")},
        k.tx, k.tx_amounts, e.av, e.dt, e.euid, k.user_id
-FROM ({_EARLIEST_SCREENVIEWS}) AS e {_ITS_SESSION}
+FROM ({_EARLIEST_SCREENVIEWS}) AS e {ITS_SESSION}
 ORDER BY 1, 2, 3
 ON CONFLICT (pid, session_id, scn) DO UPDATE SET
     screen = excluded.screen, sv_ms = excluded.sv_ms, av = excluded.av, dt = excluded.dt,

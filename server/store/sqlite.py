@@ -18,7 +18,7 @@ import aiosqlite
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
 from server.store.base import Project, ProjectExists
-from server.store.group_commit import GroupCommitWriter
+from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
 from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
 from server.store.sqlite_zoning import update_zoning, zoning_mark
@@ -242,30 +242,12 @@ class SqliteStore:
     async def _write_group(
         self, batches: Sequence[PreparedBatch]
     ) -> Sequence[IngestResult | BaseException]:
-        return await self._in_writer(self._write_group_sync, batches)
+        return await commit_or_split(self.ingest_group, batches, (sqlite3.Error,))
 
     def _conn(self) -> sqlite3.Connection:
         if self._wconn is None:
             raise RuntimeError("store is not open")
         return self._wconn
-
-    def _write_group_sync(
-        self, batches: Sequence[PreparedBatch]
-    ) -> list[IngestResult | BaseException]:
-        try:
-            return [*self._commit(batches)]
-        except sqlite3.Error:
-            if len(batches) == 1:
-                raise
-        # Rare: something in the group failed. Commit batch by batch so that only the batch
-        # at fault fails and the others are still stored.
-        results: list[IngestResult | BaseException] = []
-        for batch in batches:
-            try:
-                results.extend(self._commit([batch]))
-            except sqlite3.Error as exc:
-                results.append(exc)
-        return results
 
     @_holding_write_lock
     def _commit(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:

@@ -32,6 +32,7 @@ from typing import Any
 import aiosqlite
 
 from server.errors import BadRequest
+from server.store.zoning_sql import GESTURE_KINDS, ITS_SESSION, ITS_TVP, ZONING_KINDS
 from server.zoning import ZoningQuery, ZoningReport, build_report
 from server.zoning.compute import (
     COUNT_MAX,
@@ -100,23 +101,17 @@ _ADD_COUNTS = """
 # The events this transaction inserted: a rowid range (NOT INDEXED keeps the planner on it).
 _NEW = "events AS e NOT INDEXED"
 _AFTER = "e.rowid > :after"
-_ZONING_KINDS = "(4, 6, 8, 9, 10, 16)"
-_GESTURE_KINDS = "(6, 8, 9, 10)"
-_ITS_SESSION = """
-JOIN zoning_sessions AS k ON k.pid = e.pid AND k.uid = e.uid AND k.sn = e.sn"""
-_ITS_TVP = """
-JOIN zoning_tvps AS t ON t.pid = e.pid AND t.screen = e.screen AND t.av = e.av AND t.tvp = e.tvp"""
 
 _ADD_USERS = f"""
 INSERT INTO zoning_users (pid, uid)
-SELECT DISTINCT e.pid, e.uid FROM {_NEW} WHERE {_AFTER} AND e.ea IN {_ZONING_KINDS}
+SELECT DISTINCT e.pid, e.uid FROM {_NEW} WHERE {_AFTER} AND e.ea IN {ZONING_KINDS}
 ON CONFLICT (pid, uid) DO NOTHING
 """
 _ADD_SESSIONS = f"""
 INSERT INTO zoning_sessions (pid, uid, sn, user_id)
 SELECT n.pid, n.uid, n.sn, u.user_id
 FROM (SELECT DISTINCT e.pid, e.uid, e.sn FROM {_NEW}
-      WHERE {_AFTER} AND e.ea IN {_ZONING_KINDS}) AS n
+      WHERE {_AFTER} AND e.ea IN {ZONING_KINDS}) AS n
 JOIN zoning_users AS u ON u.pid = n.pid AND u.uid = n.uid
 WHERE true
 ON CONFLICT (pid, uid, sn) DO NOTHING
@@ -124,20 +119,20 @@ ON CONFLICT (pid, uid, sn) DO NOTHING
 _ADD_TVPS = f"""
 INSERT INTO zoning_tvps (pid, screen, av, tvp)
 SELECT DISTINCT e.pid, e.screen, e.av, e.tvp FROM {_NEW}
-WHERE {_AFTER} AND e.ea IN {_GESTURE_KINDS}
+WHERE {_AFTER} AND e.ea IN {GESTURE_KINDS}
 ON CONFLICT (pid, screen, av, tvp) DO NOTHING
 """
 _ADD_TRANSACTIONS = f"""
 INSERT INTO zoning_transactions (pid, session_id, tx_ms, cu, amount)
 SELECT e.pid, k.session_id, e.corrected_ms, e.tr_cu, e.tr_vl
-FROM {_NEW} {_ITS_SESSION}
+FROM {_NEW} {ITS_SESSION}
 WHERE {_AFTER} AND e.ea = 16
 """
 _ADD_GESTURES = f"""
 INSERT INTO zoning_gestures (pid, session_id, scn, tvp_id, {_COUNTS})
 SELECT e.pid, k.session_id, e.scn, t.tvp_id, {_GESTURE_SUMS}
-FROM {_NEW} {_ITS_SESSION} {_ITS_TVP}
-WHERE {_AFTER} AND e.ea IN {_GESTURE_KINDS}
+FROM {_NEW} {ITS_SESSION} {ITS_TVP}
+WHERE {_AFTER} AND e.ea IN {GESTURE_KINDS}
 GROUP BY k.session_id, e.scn, t.tvp_id
 ON CONFLICT (pid, session_id, scn, tvp_id) DO UPDATE SET {_ADD_COUNTS}
 """
@@ -148,12 +143,12 @@ _REFRESH_GESTURES = f"""
 UPDATE {_SV} SET
     header_hex = {header_hex(*_SV_COLUMNS, f"{_SV}.user_id", f"{_SV}.sv_ms")},
     elements_hex = {elements_hex(*_SV_COLUMNS, f"{_SV}.sv_ms")}
-FROM (SELECT DISTINCT k.pid, k.session_id, e.scn FROM {_NEW} {_ITS_SESSION}
-      WHERE {_AFTER} AND e.ea IN {_GESTURE_KINDS}) AS n
+FROM (SELECT DISTINCT k.pid, k.session_id, e.scn FROM {_NEW} {ITS_SESSION}
+      WHERE {_AFTER} AND e.ea IN {GESTURE_KINDS}) AS n
 WHERE {_SV}.pid = n.pid AND {_SV}.session_id = n.session_id AND {_SV}.scn = n.scn
 """
 _SESSIONS_WITH_NEW_TX = f"""
-SELECT k.session_id FROM {_NEW} {_ITS_SESSION} WHERE {_AFTER} AND e.ea = 16"""
+SELECT k.session_id FROM {_NEW} {ITS_SESSION} WHERE {_AFTER} AND e.ea = 16"""
 _TX_HEX, _TX_AMOUNTS = _session_transactions("zoning_sessions.pid", "zoning_sessions.session_id")
 # A session's transactions are formatted once, on its zoning_sessions row, and copied to
 # each of its screenviews.
@@ -176,7 +171,7 @@ SELECT e.pid, e.screen, e.corrected_ms, k.session_id, e.scn,
        {header_hex("e.pid", "k.session_id", "e.scn", "k.user_id", "e.corrected_ms")},
        {elements_hex("e.pid", "k.session_id", "e.scn", "e.corrected_ms")},
        k.tx_hex, k.tx_amounts, e.av, e.dt, e.euid, k.user_id
-FROM {_NEW} {_ITS_SESSION}
+FROM {_NEW} {ITS_SESSION}
 WHERE {_AFTER} AND e.ea = 4
 ON CONFLICT (pid, session_id, scn) DO UPDATE SET
     screen = excluded.screen, sv_ms = excluded.sv_ms, av = excluded.av, dt = excluded.dt,

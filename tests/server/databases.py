@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import re
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from pg_cluster import run_sync
 
 from server.config import Config
 from server.store import make_store
@@ -59,7 +58,7 @@ class TestDatabase:
         if self.url is None:
             with sqlite3.connect(self.path) as conn:  # type: ignore[arg-type]
                 return conn.execute(sql, params).fetchall()
-        records = _in_thread(self._pg("fetch", _numbered(sql), params))
+        records = run_sync(self._pg("fetch", _numbered(sql), params))
         return [tuple(record) for record in records]
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
@@ -67,7 +66,7 @@ class TestDatabase:
             with sqlite3.connect(self.path) as conn:  # type: ignore[arg-type]
                 conn.executemany(sql, rows)
             return
-        _in_thread(self._pg("executemany", _numbered(sql), list(rows)))
+        run_sync(self._pg("executemany", _numbered(sql), list(rows)))
 
     async def _pg(self, method: str, sql: str, args: Any) -> Any:
         conn = await asyncpg.connect(self.url)
@@ -83,24 +82,6 @@ def _numbered(sql: str) -> str:
     """`?` placeholders as PostgreSQL's $1, $2, …"""
     counter = itertools.count(1)
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
-
-
-def _in_thread(coroutine: Any) -> Any:
-    """Run a coroutine to completion on a loop of its own (callers may be inside a loop)."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = asyncio.run(coroutine)
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def new_database_name() -> str:

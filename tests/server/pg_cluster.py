@@ -12,12 +12,15 @@ import socket
 import stat
 import subprocess
 import tempfile
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+
+T = TypeVar("T")
 
 SUPERUSER = "tapzone"
 _BINARIES = ("initdb", "pg_ctl", "postgres")
@@ -140,7 +143,6 @@ class PgCluster:
         self.stop()
 
     def _execute(self, sql: str) -> None:
-        # A worker thread with its own loop: callable from sync code and from inside a loop.
         url = self.url()
 
         async def execute() -> None:
@@ -150,8 +152,7 @@ class PgCluster:
             finally:
                 await connection.close()
 
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(lambda: asyncio.run(execute())).result()
+        run_sync(execute())
 
     def _make_home(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -247,6 +248,13 @@ class PgCluster:
             timeout=timeout,
             **drop_root,
         )
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end on a loop of its own, in a worker thread: callable from sync
+    code and from inside a running loop (a pytest-asyncio test)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _checked(name: str) -> str:

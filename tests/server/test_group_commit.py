@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from server.errors import Overloaded
-from server.store.group_commit import GroupCommitWriter
+from server.store.group_commit import GroupCommitWriter, commit_or_split
 
 
 def make_writer(write_group, max_queued: int, max_group: int) -> GroupCommitWriter[str, str]:
@@ -96,3 +96,22 @@ async def test_a_cancelled_request_is_still_written() -> None:
     gate.set()
     await writer.close()
     assert done == ["sent"]
+
+
+async def test_commit_or_split_retries_a_failed_group_item_by_item() -> None:
+    transactions: list[list[str]] = []
+
+    async def commit(items):
+        transactions.append(list(items))
+        if "bad" in items:
+            raise ValueError("bad row")
+        return [item.upper() for item in items]
+
+    results = await commit_or_split(commit, ["a", "bad", "b"], (ValueError,))
+    assert results[0] == "A" and results[2] == "B"
+    assert isinstance(results[1], ValueError) and str(results[1]) == "bad row"
+    assert transactions == [["a", "bad", "b"], ["a"], ["bad"], ["b"]]
+    with pytest.raises(ValueError, match="bad row"):  # alone, it simply fails
+        await commit_or_split(commit, ["bad"], (ValueError,))
+    with pytest.raises(ValueError, match="bad row"):  # not an item error: the group fails
+        await commit_or_split(commit, ["a", "bad"], (OSError,))

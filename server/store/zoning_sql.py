@@ -1,0 +1,8 @@
+"""SQL fragments both backends' zoning rollups use: `e` is a new event, in either dialect."""
+
+ZONING_KINDS = "(4, 6, 8, 9, 10, 16)"  # the events zoning reads: screenviews, gestures, sales
+GESTURE_KINDS = "(6, 8, 9, 10)"
+ITS_SESSION = """
+JOIN zoning_sessions AS k ON k.pid = e.pid AND k.uid = e.uid AND k.sn = e.sn"""
+ITS_TVP = """
+JOIN zoning_tvps AS t ON t.pid = e.pid AND t.screen = e.screen AND t.av = e.av AND t.tvp = e.tvp"""
