@@ -1,8 +1,9 @@
 """Durable ingest over HTTP: events/s and latency with group commit vs one commit per request.
 
 Starts `tapzone serve` on a fresh SQLite database, drives it over loopback with concurrent
-keep-alive clients posting distinct 50-event batches (pre-encoded, so the generator spends its
-time on HTTP, not JSON), and prints acknowledged events/s with p50/p99 latency. Then it runs an
+keep-alive clients posting distinct 50-event batches (pre-built request bytes sent by the lean
+generator of _http_load.py, so the generator takes as little CPU from the server as it can),
+and prints acknowledged events/s with p50/p99 latency. Then it runs an
 open-loop load at half the measured rate for the p99 figure of SPEC §8. The baseline is the same
 server with TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per request.
 
@@ -25,11 +26,11 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "server"))
+from _http_load import closed_loop, open_loop, post_requests  # noqa: E402
 from _server import add_project, running_server  # noqa: E402
 from pg_cluster import PgCluster  # noqa: E402
 
@@ -86,55 +87,6 @@ def make_bodies(pid: int, n_batches: int) -> list[bytes]:
     return bodies
 
 
-async def closed_loop(
-    url: str, key: str, bodies: list[bytes], clients: int
-) -> tuple[float, list[float]]:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    latencies: list[float] = []
-    queue = iter(bodies)
-    conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(url, connector=conn, headers=headers) as session:
-
-        async def client() -> None:
-            for body in queue:
-                start = time.perf_counter()
-                async with session.post("/v1/batch", data=body) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"status {resp.status}")
-                latencies.append(time.perf_counter() - start)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - start
-    return len(bodies) * EVENTS_PER_BATCH / elapsed, latencies
-
-
-async def open_loop(url: str, key: str, bodies: list[bytes], rate_eps: float) -> list[float]:
-    """Send batches at a fixed rate regardless of replies; latency of each."""
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    interval = EVENTS_PER_BATCH / rate_eps
-    latencies: list[float] = []
-    conn = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(url, connector=conn, headers=headers) as session:
-
-        async def one(body: bytes) -> None:
-            start = time.perf_counter()
-            async with session.post("/v1/batch", data=body) as resp:
-                await resp.read()
-            latencies.append(time.perf_counter() - start)
-
-        tasks = []
-        t0 = time.perf_counter()
-        for i, body in enumerate(bodies):
-            delay = t0 + i * interval - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(body)))
-        await asyncio.gather(*tasks)
-    return latencies
-
-
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
 
@@ -159,18 +111,22 @@ def run(
         project = add_project(db, name, database_url=database_url)
         bodies = make_bodies(project["pid"], n_batches + n_batches // 2)
         with running_server(db, env=env, workers=args.workers, database_url=database_url) as url:
-            warm = bodies[: min(50, n_batches)]
-            asyncio.run(closed_loop(url, project["ingest_key"], warm, clients))
-            eps, lat = asyncio.run(
-                closed_loop(url, project["ingest_key"], bodies[len(warm) : n_batches], clients)
+            host, port = url.removeprefix("http://").split(":")
+            requests = list(post_requests(host, "/v1/batch", project["ingest_key"], bodies))
+            warm = min(50, n_batches)
+            asyncio.run(closed_loop(host, int(port), requests[:warm], clients))
+            elapsed, lat = asyncio.run(
+                closed_loop(host, int(port), requests[warm:n_batches], clients)
             )
+            eps = (n_batches - warm) * EVENTS_PER_BATCH / elapsed
             print(
                 f"{label}: {eps:,.0f} events/s acknowledged durable "
                 f"(p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, {clients} clients)"
             )
             if half_rate:
-                rest = bodies[n_batches:]
-                lat = asyncio.run(open_loop(url, project["ingest_key"], rest, eps / 2))
+                rest = requests[n_batches:]
+                interval = EVENTS_PER_BATCH / (eps / 2)
+                lat = asyncio.run(open_loop(host, int(port), rest, interval, clients))
                 print(
                     f"{label} at half that rate ({eps / 2:,.0f} events/s offered): "
                     f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms"

@@ -170,21 +170,15 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
-def _placeholders(n: int) -> str:
-    return ", ".join("?" * n)
-
-
-INSERT_BATCH = (
-    f"INSERT INTO batches (batch_id, {', '.join(BATCH_COLUMNS)}) "
-    f"VALUES ({_placeholders(len(BATCH_COLUMNS) + 1)})"
-)
+# (head, tail) of each ingest INSERT; sqlite_bulk.insert_rows puts the VALUES rows between.
+INSERT_BATCH = (f"INSERT INTO batches (batch_id, {', '.join(BATCH_COLUMNS)})", "")
 INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, batch_id) "
-    f"VALUES ({_placeholders(len(EVENT_COLUMNS) + 1)}) ON CONFLICT (pid, euid) DO NOTHING"
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, batch_id)",
+    "ON CONFLICT (pid, euid) DO NOTHING",
 )
 INSERT_QUARANTINE = (
-    f"INSERT INTO quarantine ({', '.join(QUARANTINE_COLUMNS)}, batch_id) "
-    f"VALUES ({_placeholders(len(QUARANTINE_COLUMNS) + 1)}) ON CONFLICT (pid, raw_sha) DO NOTHING"
+    f"INSERT INTO quarantine ({', '.join(QUARANTINE_COLUMNS)}, batch_id)",
+    "ON CONFLICT (pid, raw_sha) DO NOTHING",
 )
 
 
