@@ -137,7 +137,9 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=4000, help="batches per run")
-    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument(
+        "--clients", type=int, default=256, help="keep-alive connections of the closed loop"
+    )
     parser.add_argument("--workers", type=int, default=1, help="tapzone serve --workers N")
     parser.add_argument("--database-url", help="postgresql://… instead of a SQLite file")
     parser.add_argument(

@@ -20,7 +20,7 @@ from server.snapshots import ResolvedSnapshot
 from server.store.base import Project, ProjectExists
 from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
-from server.store.sqlite_bulk import insert_rows
+from server.store.sqlite_bulk import insert_rows, with_batch_ids
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
 from server.store.sqlite_zoning import update_zoning, zoning_mark
@@ -273,14 +273,10 @@ class SqliteStore:
             zoning_from = zoning_mark(conn)
             ids = range(first_id, first_id + len(batches))
             insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
-            insert_rows(
-                conn, *INSERT_EVENT, [(*r, i) for i, b in zip(ids, batches) for r in b.events]
-            )
-            insert_rows(
-                conn,
-                *INSERT_QUARANTINE,
-                [(*r, i) for i, b in zip(ids, batches) for r in b.quarantine],
-            )
+            events = with_batch_ids(ids, [b.events for b in batches])
+            insert_rows(conn, *INSERT_EVENT, events)
+            quarantine = with_batch_ids(ids, [b.quarantine for b in batches])
+            insert_rows(conn, *INSERT_QUARANTINE, quarantine)
             accepted = dict(conn.execute(_ACCEPTED, (zoning_from,)).fetchall())
             # Once per transaction, not per batch: a few set-based statements over its events.
             update_zoning(conn, zoning_from)

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from server.store import sqlite_bulk
-from server.store.sqlite_bulk import chunk_sizes, insert_rows
+from server.store.sqlite_bulk import chunk_sizes, insert_rows, with_batch_ids
 
 
 @pytest.mark.parametrize(
@@ -56,3 +56,8 @@ def test_no_rows_no_statement() -> None:
     conn.set_trace_callback(statements.append)
     insert_rows(conn, "INSERT INTO nowhere", "", [])
     assert statements == []
+
+
+def test_with_batch_ids_appends_each_batch_id_to_its_rows() -> None:
+    batches = [[(1, "a"), (2, "b")], [], [(3, "c")]]
+    assert with_batch_ids([7, 8, 9], batches) == [(1, "a", 7), (2, "b", 7), (3, "c", 9)]
