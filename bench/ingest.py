@@ -87,7 +87,7 @@ def make_bodies(pid: int, n_batches: int) -> list[bytes]:
     return bodies
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
 
 
