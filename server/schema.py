@@ -25,19 +25,24 @@ Px = Annotated[float, Meta(ge=-1e7, le=1e7)]
 Direction = Annotated[int, Meta(ge=1, le=5)]
 
 
-class Origin(Struct, kw_only=True):
+# gc=False on every wire Struct: decoded from JSON they hold only strings, numbers, lists and
+# other such Structs, so they cannot be part of a reference cycle, and the cyclic GC need not
+# track the ~100 objects each batch of 50 events decodes into (server.serve.tune_gc).
+
+
+class Origin(Struct, kw_only=True, gc=False):
     an: str
     st: str
     sf: str
 
 
-class Resolution(Struct, kw_only=True):
+class Resolution(Struct, kw_only=True, gc=False):
     d: Density
     w: Annotated[int, Meta(ge=1, le=100_000)] | None = None
     h: Annotated[int, Meta(ge=1, le=100_000)] | None = None
 
 
-class Versions(Struct, kw_only=True):
+class Versions(Struct, kw_only=True, gc=False):
     sv: str
     sb: int
     av: str
@@ -45,7 +50,7 @@ class Versions(Struct, kw_only=True):
     ab: int
 
 
-class EventBase(Struct, kw_only=True, tag_field="ea"):
+class EventBase(Struct, kw_only=True, tag_field="ea", gc=False):
     euid: Euid
     t: EpochMs
     upt: Uptime
@@ -102,7 +107,7 @@ class Flick(GestureBase, kw_only=True, tag=10):
     tvv: Count
 
 
-class TransactionDetail(Struct, kw_only=True):
+class TransactionDetail(Struct, kw_only=True, gc=False):
     vl: Annotated[float, Meta(ge=-1e15, le=1e15)]
     cu: Annotated[int, Meta(ge=1, le=999)]
     id: str | None = None
@@ -137,7 +142,7 @@ Event = (
 )
 
 
-class _Header(Struct, kw_only=True):
+class _Header(Struct, kw_only=True, gc=False):
     pid: Pid
     uid: Uid
     dt: DeviceType
