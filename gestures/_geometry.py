@@ -59,7 +59,7 @@ def excursion_and_path(
     distance: Float64Array,
     path: Float64Array,
 ) -> None:
-    """Max distance from the first sample and path length of each stroke, in px.
+    """Squared max distance from the first sample and path length of each stroke, in px.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ def excursion_and_path(
     starts, last : ndarray of shape (n_strokes,), int64
         Index of each stroke's first and last sample.
     distance, path : ndarray of shape (n_strokes,), float64
-        Receive the results.
+        Receive the results (``distance`` squared: one square root serves a whole group).
     """
     lengths = last - starts + 1
     ex = x - np.repeat(x[starts], lengths)
@@ -76,8 +76,7 @@ def excursion_and_path(
     np.multiply(ex, ex, out=ex)
     np.multiply(ey, ey, out=ey)
     np.add(ex, ey, out=ex)
-    # Compared squared: one sqrt per stroke.
-    np.sqrt(np.maximum.reduceat(ex, starts), out=distance)
+    np.maximum.reduceat(ex, starts, out=distance)
 
     # Segment i joins samples i and i+1; the one leaving a stroke's last sample is zeroed.
     sx, sy = ex[:-1], ey[:-1]

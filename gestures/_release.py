@@ -17,8 +17,10 @@ def _dot(a: Matrix, b: Matrix, out: Float64Array) -> None:
     np.einsum("ij,ij->j", a, b, out=out)
 
 
-# Rows of the window sums written by window_sums and read by release_speed.
-N, SPAN, S1, S2, S3, S4, X0, X1, X2, Y0, Y1, Y2 = range(12)
+# Rows of the window sums written by window_sums and read by release_speed. The rows
+# (S1, S2, S3), (X0, X1, X2), (Y0, Y1, Y2) follow each other: release_speed dots them
+# with the same cofactors in one call.
+N, SPAN, S1, S2, S3, X0, X1, X2, Y0, Y1, Y2, S4 = range(12)
 N_SUMS = 12
 
 
@@ -85,7 +87,7 @@ def window_sums(
         _dot(rel, u2, out[r2])
 
 
-def release_speed(sums: Matrix, th: Thresholds) -> Float64Array:
+def release_speed(sums: Matrix, th: Thresholds, out: Float64Array | None = None) -> Float64Array:
     """Release speed in px per second from the window sums.
 
     Parameters
@@ -93,6 +95,8 @@ def release_speed(sums: Matrix, th: Thresholds) -> Float64Array:
     sums : ndarray of shape (N_SUMS, n_strokes), float64
         As written by window_sums.
     th : Thresholds
+    out : ndarray of shape (n_strokes,), float64, optional
+        Receives the result.
 
     Returns
     -------
@@ -101,24 +105,36 @@ def release_speed(sums: Matrix, th: Thresholds) -> Float64Array:
         or more window samples (a line if its normal matrix is degenerate), a line for
         two, 0 for fewer. Meaningless for non-finite strokes.
     """
-    n, span, s1, s2, s3, s4, x0, x1, x2, y0, y1, y2 = sums
+    n, span, s1, s2, s3, s4 = sums[N], sums[SPAN], sums[S1], sums[S2], sums[S3], sums[S4]
+    m = n.size
     # Slope at u = 0 by Cramer's rule: the cofactors of the normal matrix's u column
     # serve both coordinates and the determinant.
-    c0 = s2 * s3 - s1 * s4
-    c1 = n * s4 - s2 * s2
-    c2 = s1 * s2 - n * s3
-    det = s1 * c0 + s2 * c1 + s3 * c2
-    qx = x0 * c0 + x1 * c1 + x2 * c2
-    qy = y0 * c0 + y1 * c1 + y2 * c2
+    cof = np.empty((3, m), dtype=np.float64)
+    c0, c1, c2 = cof
+    np.multiply(s2, s3, out=c0)
+    c0 -= s1 * s4
+    np.multiply(n, s4, out=c1)
+    c1 -= s2 * s2
+    np.multiply(s1, s2, out=c2)
+    c2 -= n * s3
+    # det, qx, qy = (S1, S2, S3), (X0, X1, X2), (Y0, Y1, Y2) dotted with the cofactors.
+    det, qx, qy = dq = np.einsum("ckm,km->cm", sums[S1 : Y2 + 1].reshape(3, 3, m), cof)
+    quad = np.einsum("cm,cm->m", dq[1:], dq[1:])
+    np.sqrt(quad, out=quad)
+    quad /= det
     # ... and of the least-squares line, for two samples or a degenerate parabola.
-    line_den = n * s2 - s1 * s1
-    lx = n * x1 - s1 * x0
-    ly = n * y1 - s1 * y0
-    quad = (n >= 3) & (det > th.fit_min_determinant)
-    slope = np.where(
-        quad, np.sqrt(qx * qx + qy * qy) / det, np.sqrt(lx * lx + ly * ly) / line_den
-    )
-    return np.where(n >= 2, slope * 1000.0 / span, 0.0)
+    lxy = n * sums[X1 : Y1 + 1 : Y1 - X1]
+    lxy -= s1 * sums[X0 : Y0 + 1 : Y0 - X0]
+    line = np.einsum("cm,cm->m", lxy, lxy)
+    np.sqrt(line, out=line)
+    line /= n * s2 - s1 * s1
+    slope = np.where((n >= 3) & (det > th.fit_min_determinant), quad, line)
+    if out is None:
+        out = np.empty(m, dtype=np.float64)
+    np.multiply(slope, 1000.0, out=out)
+    out /= span
+    out[n < 2] = 0.0
+    return out
 
 
 def _window_start(

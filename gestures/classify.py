@@ -115,18 +115,24 @@ def classify_strokes(
     # Empty strokes own no samples, so the others' offsets stay contiguous without them.
     off_ne = off if all_nonempty else np.append(off[:-1][nonempty], t64.size)
 
-    out = _allocate(n_strokes)
+    out = _allocate(n_strokes, filled=not all_nonempty)
     with np.errstate(all="ignore"):  # non-finite strokes compute garbage, masked below
         for g0 in range(0, nonempty.size, GROUP_STROKES):
             g1 = min(g0 + GROUP_STROKES, nonempty.size)
             meas = measure(t64, x64, y64, act, off_ne[g0 : g1 + 1], thresholds)
-            rows = slice(g0, g1) if all_nonempty else nonempty[g0:g1]
-            _classify(meas, dens[nonempty[g0:g1]], thresholds, out, rows)
+            if all_nonempty:  # write the results in place
+                _classify(meas, dens[g0:g1], thresholds, {k: v[g0:g1] for k, v in out.items()})
+            else:
+                rows = nonempty[g0:g1]
+                part = {k: np.empty(rows.size, dtype=v.dtype) for k, v in out.items()}
+                _classify(meas, dens[rows], thresholds, part)
+                for k, v in part.items():
+                    out[k][rows] = v
     return StrokeResult(**out, samples=samples)
 
 
-def _allocate(n_strokes: int) -> dict[str, Array]:
-    """Result arrays, pre-filled with what an empty stroke gets."""
+def _allocate(n_strokes: int, filled: bool) -> dict[str, Array]:
+    """Result arrays; if ``filled``, pre-filled with what an empty stroke gets."""
     out = {}
     for name, dtype, fill in (
         ("gesture", np.int8, GESTURE_INVALID), ("ea", np.int16, -1),
@@ -136,43 +142,50 @@ def _allocate(n_strokes: int) -> dict[str, Array]:
         ("fd", np.int8, DIRECTION_NONE), ("tvd", np.int64, -1), ("tvv", np.int64, -1),
         ("first_index", np.int64, -1),
     ):
-        out[name] = np.full(n_strokes, fill, dtype=dtype)
+        out[name] = np.full(n_strokes, fill, dtype=dtype) if filled else np.empty(
+            n_strokes, dtype=dtype
+        )
     return out
 
 
 def _classify(
-    meas: Measures, density: Float64Array, th: Thresholds, out: dict[str, Array], rows: Any
+    meas: Measures, density: Float64Array, th: Thresholds, out: dict[str, Array]
 ) -> None:
-    valid = meas.finite & (density > 0) & np.isfinite(density)
+    """Classify a group of measured strokes into ``out`` (arrays of the group's length)."""
+    valid = np.isfinite(density)
+    valid &= density > 0
+    valid &= meas.finite
+    all_valid = bool(valid.all())
     # Dividing by NaN where the stroke is invalid makes every metric NaN there.
-    per_dp = np.where(valid, density, np.nan)
-    duration = meas.duration_ms + per_dp * 0.0
-    distance = meas.distance_px / per_dp
-    velocity = release_speed(meas.sums, th) / per_dp
-    dx = meas.dx_px / per_dp
-    dy = meas.dy_px / per_dp
-    path = meas.path_px / per_dp
+    per_dp = density if all_valid else np.where(valid, density, np.nan)
+    duration = out["duration_ms"]
+    if all_valid:
+        np.copyto(duration, meas.duration_ms)
+    else:
+        np.add(meas.duration_ms, per_dp * 0.0, out=duration)
+    distance = np.divide(meas.distance_px, per_dp, out=out["distance_dp"])
+    path = np.divide(meas.path_px, per_dp, out=out["path_dp"])
+    dx = np.divide(meas.dx_px, per_dp, out=out["dx_dp"])
+    dy = np.divide(meas.dy_px, per_dp, out=out["dy_dp"])
+    velocity = release_speed(meas.sums, th, out=out["velocity_dps"])
+    np.divide(velocity, per_dp, out=velocity)
     gesture = gesture_codes(distance, duration, velocity, meas.cancelled, valid, th)
-    invalid = ~valid
 
-    out["gesture"][rows] = gesture
-    out["ea"][rows] = EA_TABLE.take(gesture)
-    out["duration_ms"][rows] = duration
-    out["distance_dp"][rows] = distance
-    out["path_dp"][rows] = path
-    out["dx_dp"][rows] = dx
-    out["dy_dp"][rows] = dy
-    out["velocity_dps"][rows] = velocity
-    out["fd"][rows] = direction_codes(dx, dy, path, gesture, th)
-    out["tvd"][rows] = _rounded(distance, invalid)
-    out["tvv"][rows] = _rounded(velocity, invalid)
-    first = meas.first_index.copy()
-    first[invalid] = -1
-    out["first_index"][rows] = first
+    out["gesture"][...] = gesture
+    EA_TABLE.take(gesture, out=out["ea"])
+    out["fd"][...] = direction_codes(dx, dy, path, gesture, th)
+    invalid = None if all_valid else ~valid
+    _rounded(distance, invalid, out["tvd"])
+    _rounded(velocity, invalid, out["tvv"])
+    np.copyto(out["first_index"], meas.first_index)
+    if invalid is not None:
+        out["first_index"][invalid] = -1
 
 
-def _rounded(values: Float64Array, invalid: Any) -> Int64Array:
+def _rounded(values: Float64Array, invalid: Any, out: Int64Array) -> None:
     """Round half to even (numpy.rint), -1 where invalid; clipped to stay in int64."""
-    rounded = np.minimum(np.rint(values), 2.0**62).astype(np.int64)
-    rounded[invalid] = -1
-    return rounded
+    rounded = np.rint(values)
+    np.minimum(rounded, 2.0**62, out=rounded)
+    np.copyto(out, rounded, casting="unsafe")
+    if invalid is not None:
+        out[invalid] = -1
