@@ -27,7 +27,7 @@ Direction = Annotated[int, Meta(ge=1, le=5)]
 
 # gc=False on every wire Struct: decoded from JSON they hold only strings, numbers, lists and
 # other such Structs, so they cannot be part of a reference cycle, and the cyclic GC need not
-# track the ~100 objects each batch of 50 events decodes into (server.serve.tune_interpreter).
+# track the ~100 objects each batch of 50 events decodes into (server.serve.tune_gc).
 
 
 class Origin(Struct, kw_only=True, gc=False):

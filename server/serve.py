@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Callable
 
 from aiohttp import web
@@ -31,7 +30,7 @@ def run(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """web.run_app with our settings; `on_ready` is called once the port is bound."""
-    tune_interpreter()
+    tune_gc()
     web.run_app(
         app,
         host=config.host,
@@ -45,19 +44,12 @@ def run(
     )
 
 
-# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms).
-# The SQLite writer thread releases the GIL for every statement it runs and must take it back
-# from the event loop thread after; at the default each hand-back could wait up to 5 ms, a
-# few dozen times per group commit. Measured at 26,000 events/s offered (half the closed-loop
-# rate, open loop): p50/p99 latency 31.5/137 ms at 5 ms, 15.2/59.0 ms at 0.2 ms.
-SWITCH_INTERVAL_S = 0.0002
-
 # Young-generation threshold of the cyclic GC while serving (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
 
 
-def tune_interpreter() -> None:
-    """The GIL switch interval (SWITCH_INTERVAL_S), and fewer, cheaper cyclic-GC passes.
+def tune_gc() -> None:
+    """Fewer, cheaper cyclic-GC passes while serving.
 
     With CPython's default threshold of 700 the ingest path (per request: decoded events, row
     tuples; per group: the writer's row lists) triggered about 30 young collections a second,
@@ -68,6 +60,5 @@ def tune_interpreter() -> None:
     rarely filled: one collection of 2 ms in the same run. `gc.freeze()` moves everything
     loaded at start-up (modules, app) out of the collector's sight for good.
     """
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
