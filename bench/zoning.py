@@ -6,7 +6,9 @@ app versions, two device types, three currencies, device clocks off by up to an 
 sessions arriving hours late — as SDK batch bodies, turns them into rows with
 server.ingest.prepare_batch and commits them through the SQLite store's own ingest
 transaction (SqliteStore._commit, 20,000 events per commit), so the zoning rollups are built
-by the code path ingest uses. No HTTP: this measures the query, not the transport. Screen k
+by the code path ingest uses (their day blocks too: the writer builds a screen's block of a day
+once it has screenviews two days later, so a month's query reads 28 blocks and two days of
+rows). No HTTP: this measures the query, not the transport. Screen k
 gets a share of the screenviews proportional to exp(-k / 12): Screen000 8 %, Screen008 (the
 typical screen: half the screenviews are on busier ones) 4 %, Screen020 1.5 %. Event ids are
 sequential so that loading stays fast; half of each screen's elements have a reliable target.
@@ -52,7 +54,6 @@ from server.ingest import PreparedBatch, prepare_batch  # noqa: E402
 from server.store.base import Store  # noqa: E402
 from server.store.sqlite import SqliteStore  # noqa: E402
 from server.zoning import ZoneAggregate, ZoningQuery, ZoningReport, build_report  # noqa: E402
-from server.zoning.compute import ELEMENT_DTYPE  # noqa: E402
 
 START = date(2024, 1, 1)
 DAYS = 30
@@ -408,16 +409,17 @@ class SqliteBench:
         conn = self.store._conn()
         (n_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
         (n_views,) = conn.execute("SELECT count(*) FROM zoning_screenviews").fetchone()
-        return (f"database {self.path}: {n_events:,} events, {n_views:,} screenviews, "
-                f"{os.path.getsize(self.path) / 2**30:.1f} GiB")
+        (n_blocks,) = conn.execute("SELECT count(*) FROM zoning_blocks").fetchone()
+        return (f"database {self.path}: {n_events:,} events, {n_views:,} screenviews "
+                f"({n_blocks:,} day blocks), {os.path.getsize(self.path) / 2**30:.1f} GiB")
 
     async def reads(self, query: ZoningQuery) -> tuple[int, int]:
-        views, elements = self.store._conn().execute(
-            "SELECT count(*), coalesce(sum(length(elements_hex)), 0) / ? "
-            "FROM zoning_screenviews WHERE pid = 1 AND screen = ? AND sv_ms >= ? AND sv_ms < ?",
-            (ELEMENT_DTYPE.itemsize * 2, query.screen, query.from_ms, query.to_ms),
-        ).fetchone()
-        return int(views), int(elements)
+        from server.store import sqlite_zoning
+
+        sql = sqlite_zoning.zoning_sql(query)
+        rows = self.store._conn().execute(sql, sqlite_zoning.query_params(query)).fetchall()
+        selection = sqlite_zoning._Parts(rows).selection
+        return len(selection.session_id), len(selection.rows["tvp_id"])
 
     @contextlib.asynccontextmanager
     async def raw_rows(self) -> AsyncIterator[RawRows]:

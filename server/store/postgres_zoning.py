@@ -29,9 +29,10 @@ from server.zoning.compute import (
     HEADER_DTYPE,
     TX_DTYPE,
     Transactions,
-    expand,
+    expand_views,
     present_ids,
     screen_totals,
+    tune_allocator,
     zone_aggregates,
 )
 from server.zoning.report import KIND_PATH
@@ -222,9 +223,10 @@ class _Selection:
 
     @classmethod
     def decode(cls, parts: Sequence[bytes | None]) -> _Selection:
+        tune_allocator()
         headers, elements, tx, amounts = parts
         screenviews = _frombuffer(headers, HEADER_DTYPE)
-        rows = expand(screenviews, _frombuffer(elements, ELEMENT_DTYPE))
+        rows = expand_views(screenviews, _frombuffer(elements, ELEMENT_DTYPE))
         return cls(
             screenviews, rows, Transactions(_frombuffer(tx, TX_DTYPE), _frombuffer(amounts, ">f8"))
         )

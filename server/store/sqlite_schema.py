@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 from server.ingest import BATCH_COLUMNS, EVENT_COLUMNS, QUARANTINE_COLUMNS
-from server.store.sqlite_zoning import ZONING_BACKFILL
+from server.store.sqlite_zoning import ZONING_BACKFILL, ZONING_RECORDS_MIGRATION
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -166,6 +166,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         CREATE INDEX snapshots_by_screen ON snapshots (pid, screen, av, snapshot_id);
         """,
+    ),
+    (
+        4,
+        # Zoning records and day blocks (server.store.sqlite_zoning): migration 2's hex
+        # columns become one record per screenview, and finished days get their block.
+        ZONING_RECORDS_MIGRATION,
     ),
 ]
 

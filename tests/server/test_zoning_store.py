@@ -32,8 +32,9 @@ SCREENS = ("Home", "Sales", "Cart", "Product detail", "/settings/main")
 PERIODS = ((None, None), (date(2024, 3, 2), date(2024, 3, 4)), (date(2024, 3, 5), None))
 ZONING_TABLES = (
     "zoning_users", "zoning_sessions", "zoning_tvps", "zoning_transactions", "zoning_gestures",
-    "zoning_screenviews",
+    "zoning_screenviews", "zoning_blocks", "zoning_block_marks",
 )  # fmt: skip
+ZONING_MIGRATIONS = (2, 4)  # the zoning tables, then their records and day blocks
 
 
 def as_json(report: ZoningReport) -> dict:
@@ -139,11 +140,12 @@ async def test_migration_folds_the_events_stored_before_it(tmp_path: Path) -> No
     store = await open_store(path)
     await commit_in_groups(store, data.batches, random.Random(3))
     await store.close()
-    # Back to a database of before zoning: its tables gone, migration 2 not applied.
+    # Back to a database of before zoning: its tables gone, migrations 2 and 4 not applied.
     with sqlite3.connect(path) as conn:
         for table in ZONING_TABLES:
             conn.execute(f"DROP TABLE {table}")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+        for version in ZONING_MIGRATIONS:
+            conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
     store = await open_store(path)
     try:
         assert await check_all(store, data, {}) > 10
