@@ -414,16 +414,16 @@ class SqliteBench:
                 f"({n_blocks:,} day blocks), {os.path.getsize(self.path) / 2**30:.1f} GiB")
 
     async def reads(self, query: ZoningQuery) -> tuple[int, int]:
-        from server.store import sqlite_zoning
+        from server.store import sqlite_zoning_query
 
-        sql = sqlite_zoning.zoning_sql(query)
-        rows = self.store._conn().execute(sql, sqlite_zoning.query_params(query)).fetchall()
-        selection = sqlite_zoning._Parts(rows).selection
+        sql = sqlite_zoning_query.zoning_sql(query)
+        rows = self.store._conn().execute(sql, sqlite_zoning_query.query_params(query)).fetchall()
+        selection = sqlite_zoning_query._Parts(rows).selection
         return len(selection.session_id), len(selection.rows["tvp_id"])
 
     @contextlib.asynccontextmanager
     async def raw_rows(self) -> AsyncIterator[RawRows]:
-        from server.store.sqlite_zoning import query_params
+        from server.store.sqlite_zoning_query import query_params
 
         conn = sqlite3.connect(self.path)
         conn.execute("PRAGMA cache_size = -262144")

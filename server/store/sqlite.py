@@ -24,7 +24,7 @@ from server.store.sqlite_bulk import insert_rows, with_batch_ids
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
 from server.store.sqlite_zoning import update_zoning, zoning_mark
-from server.store.sqlite_zoning import zoning as query_zoning
+from server.store.sqlite_zoning_query import zoning as query_zoning
 from server.zoning import ZoningQuery, ZoningReport
 
 T = TypeVar("T")

@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 from server.ingest import BATCH_COLUMNS, EVENT_COLUMNS, QUARANTINE_COLUMNS
-from server.store.sqlite_zoning import ZONING_BACKFILL, ZONING_RECORDS_MIGRATION
+from server.store.sqlite_zoning_migrations import ZONING_BACKFILL, ZONING_RECORDS_MIGRATION
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -169,7 +169,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         4,
-        # Zoning records and day blocks (server.store.sqlite_zoning): migration 2's hex
+        # Zoning records and day blocks (server.store.sqlite_zoning_migrations): migration 2's hex
         # columns become one record per screenview, and finished days get their block.
         ZONING_RECORDS_MIGRATION,
     ),

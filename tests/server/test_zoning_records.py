@@ -24,7 +24,7 @@ from zoning_data import (
 )
 
 from server.ingest import prepare_batch
-from server.store import sqlite_zoning
+from server.store import sqlite_zoning, sqlite_zoning_blocks
 from server.store.base import Store
 from server.zoning import ZoningQuery
 from server.zoning.compute import (
@@ -229,12 +229,12 @@ async def test_lagging_and_dropped_blocks_give_the_reference(
     store = await open_store(path)
     try:
         # Blocks built a few screenviews per commit: some days wait for theirs.
-        monkeypatch.setattr(sqlite_zoning, "BLOCK_ROWS_PER_COMMIT", 3)
+        monkeypatch.setattr(sqlite_zoning_blocks, "BLOCK_ROWS_PER_COMMIT", 3)
         await commit(store, early, rng)
         assert sqlite_rows(path, "SELECT count(*) FROM zoning_blocks")[0][0] > 0
         assert await check(store, data, early) > 5
         # Late batches, none rebuilt: their days are read from the rows meanwhile.
-        monkeypatch.setattr(sqlite_zoning, "BLOCK_ROWS_PER_COMMIT", 0)
+        monkeypatch.setattr(sqlite_zoning_blocks, "BLOCK_ROWS_PER_COMMIT", 0)
         await commit(store, late, rng)
         dirty = "SELECT count(*) FROM zoning_block_marks WHERE dirty_from IS NOT NULL"
         assert sqlite_rows(path, dirty)[0][0] > 0
@@ -322,7 +322,7 @@ async def test_a_change_to_a_blocked_day_drops_its_block(
         assert await report() == (2, [(1, 1, 0.0, {})])
         # A late tap and a purchase in that session, and no block rebuilt: the day is read
         # from its rows.
-        monkeypatch.setattr(sqlite_zoning, "BLOCK_ROWS_PER_COMMIT", 0)
+        monkeypatch.setattr(sqlite_zoning_blocks, "BLOCK_ROWS_PER_COMMIT", 0)
         late = batch("u1", [
             {"ea": 6, "euid": "tap2", "t": t1 + 2_000, "sn": 1, "scn": 1, **tap},
             {"ea": 16, "euid": "buy", "t": t1 + 3_000, "sn": 1, "scn": 1,
@@ -353,7 +353,7 @@ async def test_days_too_large_for_a_block_are_read_from_their_rows(
 ) -> None:
     data = DataSet(seed=7, users=12)
     path = tmp_path / "z.db"
-    monkeypatch.setattr(sqlite_zoning, "BLOCK_MAX_VIEWS", 2)
+    monkeypatch.setattr(sqlite_zoning_blocks, "BLOCK_MAX_VIEWS", 2)
     store = await open_store(path)
     try:
         await commit(store, data.batches, random.Random(7))

@@ -11,7 +11,7 @@ import pytest
 from support import Service
 
 from server.errors import BadRequest
-from server.store.sqlite_zoning import elements_hex, header_hex
+from server.store.sqlite_zoning_migrations import elements_hex, header_hex
 from server.zoning import CLI_NAMING, ZoneAggregate, build_report, parse_query, render
 from server.zoning.compute import (
     ROW_FIELDS,
