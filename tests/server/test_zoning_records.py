@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_zoning import assert_same
-from test_zoning_store import SCREENS, ZONING_MIGRATIONS, ZONING_TABLES, as_json, open_store
+from test_zoning_store import SCREENS, as_json, forget_zoning, open_store
 from zoning_data import (
     SKEW_LIMIT_MS,
     START,
@@ -257,11 +257,7 @@ async def test_migration_4_blocks_are_hex_until_the_writer_makes_them_again(
     await commit(store, data.batches, random.Random(4))
     await store.close()
     # Migrations 2 and 4 again over the stored events: migration 2's hex, then records.
-    with sqlite3.connect(path) as conn:
-        for table in ZONING_TABLES:
-            conn.execute(f"DROP TABLE {table}")
-        for version in ZONING_MIGRATIONS:
-            conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
+    forget_zoning(path)
     store = await open_store(path)
     try:
         hex_blocks = "SELECT count(*) FROM zoning_blocks WHERE typeof(data) = 'text'"

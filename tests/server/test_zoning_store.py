@@ -134,18 +134,22 @@ async def test_two_writers_at_once_give_the_reference(
         await second.close()
 
 
+def forget_zoning(path: Path) -> None:
+    """Back to a database of before zoning: its tables gone, migrations 2 and 4 not applied."""
+    with sqlite3.connect(path) as conn:
+        for table in ZONING_TABLES:
+            conn.execute(f"DROP TABLE {table}")
+        for version in ZONING_MIGRATIONS:
+            conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
+
+
 async def test_migration_folds_the_events_stored_before_it(tmp_path: Path) -> None:
     data = DataSet(seed=3, users=12)
     path = tmp_path / "z.db"
     store = await open_store(path)
     await commit_in_groups(store, data.batches, random.Random(3))
     await store.close()
-    # Back to a database of before zoning: its tables gone, migrations 2 and 4 not applied.
-    with sqlite3.connect(path) as conn:
-        for table in ZONING_TABLES:
-            conn.execute(f"DROP TABLE {table}")
-        for version in ZONING_MIGRATIONS:
-            conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
+    forget_zoning(path)
     store = await open_store(path)
     try:
         assert await check_all(store, data, {}) > 10
