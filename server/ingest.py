@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -114,20 +115,26 @@ def prepare_batch(
     event-by-event path, which gives every error its message.
     """
     whole = _decode_valid(body, max_events)
-    if whole is not None:
-        prepared = _prepared(whole, body, received_ms)
-        rows = prepared.events
-        pid, uid, dt, now = whole.pid, whole.uid, whole.dt, whole.now
-        for index, event in enumerate(whole.pl):
-            corrected, clamped = corrected_time(event.t, now, received_ms, skew_limit_ms)
-            rows.append(event_row(pid, uid, dt, event, corrected, clamped, index))
-        return prepared
-    batch = decode_batch(body, max_events)
-    pid, uid, dt, now = batch.pid, batch.uid, batch.dt, batch.now
+    batch = whole if whole is not None else decode_batch(body, max_events)
     prepared = _prepared(batch, body, received_ms)
+    events: Iterable[tuple[int, Event]]
+    if isinstance(batch, Batch):
+        events = enumerate(batch.pl)
+    else:
+        events = _valid_events(batch, prepared, NUL_ESCAPE in body, received_ms)
+    pid, uid, dt, now = batch.pid, batch.uid, batch.dt, batch.now
     rows = prepared.events
+    for index, event in events:
+        corrected, clamped = corrected_time(event.t, now, received_ms, skew_limit_ms)
+        rows.append(event_row(pid, uid, dt, event, corrected, clamped, index))
+    return prepared
+
+
+def _valid_events(
+    batch: RawBatch, prepared: PreparedBatch, maybe_nul: bool, received_ms: int
+) -> Iterator[tuple[int, Event]]:
+    """(index, event) of each event that decodes; the others are quarantined in `prepared`."""
     decode = EVENT_DECODER.decode
-    maybe_nul = NUL_ESCAPE in body
     for index, raw in enumerate(batch.pl):
         try:
             event = decode(raw)
@@ -141,9 +148,7 @@ def prepare_batch(
             reason = f"{NUL_MESSAGE} - at `{path}`"
             prepared.reject(index, raw_bytes, reason, probe_euid(raw_bytes), received_ms)
             continue
-        corrected, clamped = corrected_time(event.t, now, received_ms, skew_limit_ms)
-        rows.append(event_row(pid, uid, dt, event, corrected, clamped, index))
-    return prepared
+        yield index, event
 
 
 def _decode_valid(body: bytes, max_events: int) -> Batch | None:

@@ -6,9 +6,14 @@ import sqlite3
 import time
 
 from server.ingest import BATCH_COLUMNS, EVENT_COLUMNS, QUARANTINE_COLUMNS
-from server.store.sqlite_zoning_migrations import ZONING_BACKFILL, ZONING_RECORDS_MIGRATION
+from server.store.sqlite_zoning_migrations import (
+    ZONING_BACKFILL,
+    ZONING_RECORDS_MIGRATION,
+    ZONING_STALE_TRIGGER,
+)
 
-MIGRATIONS: list[tuple[int, str]] = [
+# A migration is a script (split at semicolons) or a tuple of statements run as they are.
+MIGRATIONS: list[tuple[int, str | tuple[str, ...]]] = [
     (
         1,
         """
@@ -173,6 +178,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         # columns become one record per screenview, and finished days get their block.
         ZONING_RECORDS_MIGRATION,
     ),
+    # The zoning_blocks_stale trigger (server.store.sqlite_zoning_migrations).
+    (5, (ZONING_STALE_TRIGGER,)),
 ]
 
 
@@ -205,7 +212,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             ).fetchone():
                 conn.execute("ROLLBACK")  # another process applied it meanwhile
                 continue
-            for statement in script.split(";"):
+            statements = script.split(";") if isinstance(script, str) else script
+            for statement in statements:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(

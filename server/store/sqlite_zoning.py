@@ -249,21 +249,6 @@ ON CONFLICT (pid, session_id, scn) DO UPDATE SET
     euid = excluded.euid, rec = excluded.rec
 WHERE excluded.sv_ms < sv_ms OR (excluded.sv_ms = sv_ms AND excluded.euid < euid)
 """  # fmt: skip
-# Created by the writer before it builds any block (migrations run their scripts statement
-# by statement, split at semicolons, which a trigger's body needs).
-_STALE_TRIGGER = f"""
-CREATE TRIGGER IF NOT EXISTS zoning_blocks_stale AFTER UPDATE ON {_SV}
-WHEN OLD.sv_ms >= 0 AND OLD.sv_ms / {DAY_MS} < (
-    SELECT built_to FROM zoning_block_marks WHERE pid = OLD.pid AND screen = OLD.screen)
-BEGIN
-    DELETE FROM zoning_blocks
-    WHERE pid = OLD.pid AND screen = OLD.screen AND day = OLD.sv_ms / {DAY_MS};
-    UPDATE zoning_block_marks
-    SET dirty_from = min(coalesce(dirty_from, OLD.sv_ms / {DAY_MS}), OLD.sv_ms / {DAY_MS})
-    WHERE pid = OLD.pid AND screen = OLD.screen;
-END
-"""
-
 # In this order: what a screenview row is computed from comes first; the refreshes only find
 # screenviews stored by earlier transactions; new screenviews are computed when inserted.
 _MAINTENANCE = (
@@ -295,7 +280,6 @@ def update_zoning(conn: sqlite3.Connection, after: int) -> None:
     the day blocks: dropped where a new screenview joins a blocked day, and a bounded number
     built.
     """
-    conn.execute(_STALE_TRIGGER)
     new = {"after": after}
     for sql in _MAINTENANCE:
         conn.execute(sql, new)

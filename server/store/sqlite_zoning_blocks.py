@@ -4,7 +4,7 @@
   binary, built once a day is two days older than the screen's newest screenview.
   zoning_block_marks says per screen up to which day blocks were built (`built_to`) and
   from which day some may be missing (`dirty_from`): a change to a screenview of a blocked
-  day deletes that block (the zoning_blocks_stale trigger of server.store.sqlite_zoning, or
+  day deletes that block (the zoning_blocks_stale trigger of migration 5, or
   `update_blocks` for new screenviews) and the writer rebuilds it on a later commit.
 
 A query then reads a finished day as one block rather than its rows

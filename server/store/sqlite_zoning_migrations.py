@@ -7,6 +7,8 @@
 - Migration 4 (`ZONING_RECORDS_MIGRATION`) converts that result to records, with the fold's
   record SQL, and builds the blocks of the days stored so far as hex
   (server.store.sqlite_zoning_blocks).
+- Migration 5 (`ZONING_STALE_TRIGGER`) creates the trigger that drops a day's block when one
+  of its screenviews changes.
 
 Kept apart from the fold: they run once, when a database is migrated, and the writer uses
 none of what is defined here.
@@ -203,3 +205,20 @@ ZONING_RECORDS_MIGRATION = ";\n".join((
           AND v.sv_ms < (zoning_blocks.day + 1) * {DAY_MS}
         LIMIT {BLOCK_MAX_VIEWS + 1})) <= {BLOCK_MAX_VIEWS}""",
 ))  # fmt: skip
+
+
+# Migration 5: one statement (its body holds semicolons, so the migration is a tuple of
+# statements, not a script to split). IF NOT EXISTS: databases of before this migration got
+# the trigger from their writer.
+ZONING_STALE_TRIGGER = f"""
+CREATE TRIGGER IF NOT EXISTS zoning_blocks_stale AFTER UPDATE ON {_SV}
+WHEN OLD.sv_ms >= 0 AND OLD.sv_ms / {DAY_MS} < (
+    SELECT built_to FROM zoning_block_marks WHERE pid = OLD.pid AND screen = OLD.screen)
+BEGIN
+    DELETE FROM zoning_blocks
+    WHERE pid = OLD.pid AND screen = OLD.screen AND day = OLD.sv_ms / {DAY_MS};
+    UPDATE zoning_block_marks
+    SET dirty_from = min(coalesce(dirty_from, OLD.sv_ms / {DAY_MS}), OLD.sv_ms / {DAY_MS})
+    WHERE pid = OLD.pid AND screen = OLD.screen;
+END
+"""

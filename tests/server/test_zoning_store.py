@@ -34,7 +34,7 @@ ZONING_TABLES = (
     "zoning_users", "zoning_sessions", "zoning_tvps", "zoning_transactions", "zoning_gestures",
     "zoning_screenviews", "zoning_blocks", "zoning_block_marks",
 )  # fmt: skip
-ZONING_MIGRATIONS = (2, 4)  # the zoning tables, then their records and day blocks
+ZONING_MIGRATIONS = (2, 4, 5)  # the zoning tables; their records and day blocks; the trigger
 
 
 def as_json(report: ZoningReport) -> dict:
