@@ -34,6 +34,10 @@ from _http_load import closed_loop, open_loop, post_requests  # noqa: E402
 from _server import add_project, running_server  # noqa: E402
 from pg_cluster import PgCluster  # noqa: E402
 
+from server.config import Config  # noqa: E402
+from server.ingest import prepare_batch  # noqa: E402
+from server.store import make_store  # noqa: E402
+
 EVENTS_PER_BATCH = 50
 
 
@@ -87,6 +91,25 @@ def make_bodies(pid: int, n_batches: int) -> list[bytes]:
     return bodies
 
 
+async def prefill(db: str, database_url: str | None, pid: int, events: int) -> None:
+    """Store `events` events (whole batches of 50) before the run, in groups of 20,000,
+    through the store itself: the dedupe index is then as big as in a database in use."""
+    store = make_store(Config(db=db, database_url=database_url))
+    await store.open()
+    try:
+        received = int(time.time() * 1000)
+        per_group = 400
+        for start in range(0, events // EVENTS_PER_BATCH, per_group):
+            count = min(per_group, events // EVENTS_PER_BATCH - start)
+            group = [
+                prepare_batch(body, max_events=1000, received_ms=received, skew_limit_ms=10**12)
+                for body in make_bodies(pid, count)
+            ]
+            await store.ingest_group(group)
+    finally:
+        await store.close()
+
+
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
 
@@ -109,6 +132,8 @@ def run(
         if args.cluster is not None:
             database_url = args.cluster.create_database(f"bench_{uuid.uuid4().hex[:12]}")
         project = add_project(db, name, database_url=database_url)
+        if args.prefill:
+            asyncio.run(prefill(db, database_url, project["pid"], args.prefill))
         bodies = make_bodies(project["pid"], n_batches + n_batches // 2)
         with running_server(db, env=env, workers=args.workers, database_url=database_url) as url:
             host, port = url.removeprefix("http://").split(":")
@@ -141,6 +166,10 @@ def main() -> None:
         "--clients", type=int, default=256, help="keep-alive connections of the closed loop"
     )
     parser.add_argument("--workers", type=int, default=1, help="tapzone serve --workers N")
+    parser.add_argument(
+        "--prefill", type=int, default=0,
+        help="events stored before each run (the dedupe index grows with the database)",
+    )
     parser.add_argument("--database-url", help="postgresql://… instead of a SQLite file")
     parser.add_argument(
         "--postgres", action="store_true", help="on a throw-away PostgreSQL server of its own"

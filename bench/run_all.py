@@ -2,8 +2,9 @@
 
 Each script prints its figure next to its naive baseline measured in the same run. Extra
 arguments are not passed through; run a script directly for its options (`--help`). Ingest
-runs four times: one server process, then two sharing the port (`--workers 2`), on SQLite
-and then on a throw-away PostgreSQL server (`--postgres`).
+runs five times: one server process, then two sharing the port (`--workers 2`), on SQLite
+and then on a throw-away PostgreSQL server (`--postgres`), and one server process on a
+SQLite database that already holds 1,000,000 events (`--prefill`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ RUNS: list[tuple[str, tuple[str, ...]]] = [
     ("ingest.py", ("--workers", "2")),
     ("ingest.py", ("--postgres", "--workers", "1")),
     ("ingest.py", ("--postgres", "--workers", "2")),
+    ("ingest.py", ("--workers", "1", "--prefill", "1000000")),
     ("classify.py", ()),
     ("zoning.py", ()),
     ("zoning.py", ("--postgres",)),
