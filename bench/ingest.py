@@ -94,7 +94,8 @@ def make_bodies(pid: int, n_batches: int) -> list[bytes]:
 async def prefill(db: str, database_url: str | None, pid: int, events: int) -> None:
     """Store `events` events (whole batches of 50) before the run, in groups of 20,000,
     through the store itself: the dedupe index is then as big as in a database in use."""
-    store = make_store(Config(db=db, database_url=database_url))
+    config = Config(db=db, database_url=database_url)
+    store = make_store(config)
     await store.open()
     try:
         received = int(time.time() * 1000)
@@ -102,7 +103,10 @@ async def prefill(db: str, database_url: str | None, pid: int, events: int) -> N
         for start in range(0, events // EVENTS_PER_BATCH, per_group):
             count = min(per_group, events // EVENTS_PER_BATCH - start)
             group = [
-                prepare_batch(body, max_events=1000, received_ms=received, skew_limit_ms=10**12)
+                prepare_batch(
+                    body, max_events=config.max_batch_events, received_ms=received,
+                    skew_limit_ms=config.clock_skew_limit_ms,
+                )  # fmt: skip
                 for body in make_bodies(pid, count)
             ]
             await store.ingest_group(group)
