@@ -21,7 +21,13 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
-from server.store.zoning_sql import GESTURE_KINDS, ITS_SESSION, ITS_TVP, ZONING_KINDS
+from server.store.zoning_sql import (
+    GESTURE_KINDS,
+    ITS_SESSION,
+    ITS_TVP,
+    ZONING_KINDS,
+    view_gestures,
+)
 from server.zoning import ZoningQuery, ZoningReport, build_report
 from server.zoning.compute import (
     COUNT_MAX,
@@ -55,14 +61,12 @@ def elements_sql(pid: str, session_id: str, scn: str, sv_ms: str) -> str:
     counts = " || ".join(_u4(f"least(g.{c}, {COUNT_MAX})") for c in _COUNT_COLUMNS)
     record = f"{_u4('g.tvp_id')} || {_i8(f'coalesce(g.first_tap_ms - {sv_ms}, 0)')} || {counts}"
     return f"""(SELECT string_agg({record}, ''::bytea ORDER BY g.tvp_id)
-    FROM zoning_gestures AS g
-    WHERE g.pid = {pid} AND g.session_id = {session_id} AND g.scn = {scn})"""
+    {view_gestures(pid, session_id, scn)})"""
 
 
 def header_sql(pid: str, session_id: str, scn: str, user_id: str, sv_ms: str) -> str:
     """A screenview's HEADER_DTYPE record: session, user, scn, time, element count."""
-    count = f"""(SELECT count(*) FROM zoning_gestures AS g
-        WHERE g.pid = {pid} AND g.session_id = {session_id} AND g.scn = {scn})"""
+    count = f"(SELECT count(*) {view_gestures(pid, session_id, scn)})"
     return f"{_i8(session_id)} || {_u4(user_id)} || {_u4(scn)} || {_i8(sv_ms)} || {_u4(count)}"
 
 

@@ -28,7 +28,13 @@ from __future__ import annotations
 import sqlite3
 
 from server.store.sqlite_zoning_blocks import _SV, DAY_MS, update_blocks
-from server.store.zoning_sql import GESTURE_KINDS, ITS_SESSION, ITS_TVP, ZONING_KINDS
+from server.store.zoning_sql import (
+    GESTURE_KINDS,
+    ITS_SESSION,
+    ITS_TVP,
+    ZONING_KINDS,
+    view_gestures,
+)
 from server.zoning.compute import COUNT_MAX
 from server.zoning.records import (
     CONTINUATION,
@@ -163,8 +169,7 @@ def elements_records(pid: str, session_id: str, scn: str, sv_ms: str) -> str:
     """SQL for a screenview's element records (NULL without gestures)."""
     delay = f"coalesce(g.first_tap_ms - {sv_ms}, 0)"
     return f"""(SELECT group_concat({_element_record(delay)}, '')
-    FROM zoning_gestures AS g
-    WHERE g.pid = {pid} AND g.session_id = {session_id} AND g.scn = {scn})"""
+    {view_gestures(pid, session_id, scn)})"""
 
 
 def transaction_record(tx_ms: str, cu: str, amount: str) -> str:

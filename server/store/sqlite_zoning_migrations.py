@@ -30,7 +30,7 @@ from server.store.sqlite_zoning import (
     transaction_record,
 )
 from server.store.sqlite_zoning_blocks import _SV, BLOCK_LAG_DAYS, BLOCK_MAX_VIEWS, DAY_MS
-from server.store.zoning_sql import ITS_SESSION
+from server.store.zoning_sql import ITS_SESSION, view_gestures
 from server.zoning.compute import COUNT_MAX
 
 # -- migration 2's format: hex columns header_hex, elements_hex, tx_hex, tx_amounts ----------
@@ -51,14 +51,12 @@ def elements_hex(pid: str, session_id: str, scn: str, sv_ms: str) -> str:
     """
     return f"""(SELECT group_concat(printf('%08x%016x%08x%08x%08x%08x%08x', g.tvp_id,
         coalesce(g.first_tap_ms - {sv_ms}, 0), {_COUNT_HEX}), '')
-    FROM zoning_gestures AS g
-    WHERE g.pid = {pid} AND g.session_id = {session_id} AND g.scn = {scn})"""
+    {view_gestures(pid, session_id, scn)})"""
 
 
 def header_hex(pid: str, session_id: str, scn: str, user_id: str, sv_ms: str) -> str:
     """SQL for a screenview's compute.HEADER_DTYPE hex: session, user, scn, time, elements."""
-    count = f"""(SELECT count(*) FROM zoning_gestures AS g
-        WHERE g.pid = {pid} AND g.session_id = {session_id} AND g.scn = {scn})"""
+    count = f"(SELECT count(*) {view_gestures(pid, session_id, scn)})"
     return f"printf('%016x%08x%08x%016x%08x', {session_id}, {user_id}, {scn}, {sv_ms}, {count})"
 
 
