@@ -41,6 +41,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.open()
     app[keys.STORE] = store
     await bootstrap_default_project(store)
+    await store.warm_up()
     keyring = KeyRing(store)
     await keyring.load()
     app[keys.KEYRING] = keyring

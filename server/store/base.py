@@ -45,6 +45,9 @@ class Store(Protocol):
     async def close(self) -> None:
         """Finish every write already queued, then release connections."""
 
+    async def warm_up(self) -> None:
+        """Load what the ingest path keeps in memory; the server calls it before serving."""
+
     async def ping(self) -> bool: ...
 
     async def create_project(

@@ -100,6 +100,9 @@ class PostgresStore:
         )
         self._writer.start()
 
+    async def warm_up(self) -> None:
+        """Nothing to load: the unique index on events (pid, euid) dedupes here."""
+
     async def close(self) -> None:
         await self._writer.close()
         for pool in (self._rpool, self._wpool):

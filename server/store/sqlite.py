@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import itertools
+import logging
 import os
 import sqlite3
 import time
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
+import numpy as np
 
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
@@ -22,16 +25,16 @@ from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
 from server.store.sqlite_bulk import insert_rows, with_batch_ids
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
+from server.store.sqlite_dedupe import DedupeIndex
 from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
 from server.store.sqlite_zoning import update_zoning, zoning_mark
 from server.store.sqlite_zoning_query import zoning as query_zoning
 from server.zoning import ZoningQuery, ZoningReport
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 P = ParamSpec("P")
-
-# Events this transaction stored (rowids past zoning_mark), per batch.
-_ACCEPTED = "SELECT batch_id, count(*) FROM events NOT INDEXED WHERE rowid > ? GROUP BY batch_id"
 
 _PROJECT_COLUMNS = "pid, name, ingest_key, read_key, batch_size, tracking_enabled"
 
@@ -93,6 +96,7 @@ class SqliteStore:
         self._lock_fd: int | None = None
         self._rconn: aiosqlite.Connection | None = None
         self._checkpointer = Checkpointer(path)
+        self._dedupe = DedupeIndex()  # the writer thread's, built by its first ingest
         self._writer: GroupCommitWriter[PreparedBatch, IngestResult] = GroupCommitWriter(
             self._write_group,
             max_queued=write_queue_events,
@@ -111,6 +115,19 @@ class SqliteStore:
         await self._rconn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
         self._checkpointer.start()
         self._writer.start()
+
+    async def warm_up(self) -> None:
+        """Build the dedupe index now rather than in the first ingest's transaction."""
+        started = time.perf_counter()
+        await self._in_writer(self._catch_up)
+        log.info(
+            "dedupe index: %d stored events read in %.1f s",
+            len(self._dedupe), time.perf_counter() - started,
+        )  # fmt: skip
+
+    def _catch_up(self) -> None:
+        conn = self._conn()
+        self._dedupe.catch_up(conn, zoning_mark(conn))
 
     async def close(self) -> None:
         await self._writer.close()
@@ -271,13 +288,19 @@ class SqliteStore:
                 "SELECT coalesce(max(batch_id), 0) + 1 FROM batches"
             ).fetchone()
             zoning_from = zoning_mark(conn)
+            self._dedupe.catch_up(conn, zoning_from)
             ids = range(first_id, first_id + len(batches))
             insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
             events = with_batch_ids(ids, [b.events for b in batches])
-            insert_rows(conn, *INSERT_EVENT, events)
+            sizes = np.fromiter((len(b.events) for b in batches), np.int64, len(batches))
+            pids = np.repeat(np.fromiter((b.pid for b in batches), np.int64, len(batches)), sizes)
+            keep, keys = self._dedupe.fresh(conn, pids, events)
+            new = list(itertools.compress(events, keep.tolist()))
+            insert_rows(conn, *INSERT_EVENT, new)
+            if zoning_mark(conn) != zoning_from + len(new):  # what committed() relies on
+                raise sqlite3.IntegrityError("The new events did not get consecutive rowids.")
             quarantine = with_batch_ids(ids, [b.quarantine for b in batches])
             insert_rows(conn, *INSERT_QUARANTINE, quarantine)
-            accepted = dict(conn.execute(_ACCEPTED, (zoning_from,)).fetchall())
             # Once per transaction, not per batch: a few set-based statements over its events.
             update_zoning(conn, zoning_from)
             conn.execute("COMMIT")
@@ -285,8 +308,12 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._dedupe.committed(keys[keep], zoning_from + 1)
         self._checkpointer.poke()
+        kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))  # kept before each event
+        ends = np.cumsum(sizes)
+        stored = kept[ends] - kept[ends - sizes]
         return [
-            IngestResult(accepted=(n := accepted.get(i, 0)), duplicates=len(b.events) - n)
-            for i, b in zip(ids, batches)
+            IngestResult(accepted=int(n), duplicates=len(b.events) - int(n))
+            for n, b in zip(stored, batches)
         ]

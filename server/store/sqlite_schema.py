@@ -12,6 +12,12 @@ from server.store.sqlite_zoning_migrations import (
     ZONING_STALE_TRIGGER,
 )
 
+# Frozen: the columns migration 6 copies (the events table of migration 1).
+_V6_COLUMNS = (
+    "pid, euid, ea, uid, dt, sn, scn, t_ms, corrected_ms, clamped, screen, av, tvp, ur, fd, "
+    "tr_vl, tr_cu, source, idx, batch_id"
+)
+
 # A migration is a script (split at semicolons) or a tuple of statements run as they are.
 MIGRATIONS: list[tuple[int, str | tuple[str, ...]]] = [
     (
@@ -180,15 +186,49 @@ MIGRATIONS: list[tuple[int, str | tuple[str, ...]]] = [
     ),
     # The zoning_blocks_stale trigger (server.store.sqlite_zoning_migrations).
     (5, (ZONING_STALE_TRIGGER,)),
+    (
+        6,
+        # Events without the unique (pid, euid) index, whose random keys cost a WAL page per
+        # event; the writer dedupes with server.store.sqlite_dedupe instead. event_id names
+        # the rowid, so that no VACUUM renumbers the rows (the zoning marks and the dedupe
+        # index hold rowids). The rows keep their rowids, in their order.
+        f"""
+        CREATE TABLE events_v6 (
+            event_id INTEGER PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            euid TEXT NOT NULL,
+            ea INTEGER NOT NULL,
+            uid TEXT NOT NULL,
+            dt INTEGER NOT NULL,
+            sn INTEGER NOT NULL,
+            scn INTEGER NOT NULL,
+            t_ms INTEGER NOT NULL,
+            corrected_ms INTEGER NOT NULL,
+            clamped INTEGER NOT NULL,
+            screen TEXT NOT NULL,
+            av TEXT NOT NULL,
+            tvp TEXT,
+            ur INTEGER,
+            fd INTEGER,
+            tr_vl REAL,
+            tr_cu INTEGER,
+            source INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            batch_id INTEGER NOT NULL
+        );
+        INSERT INTO events_v6 (event_id, {_V6_COLUMNS})
+            SELECT rowid, {_V6_COLUMNS} FROM events ORDER BY rowid;
+        DROP TABLE events;
+        ALTER TABLE events_v6 RENAME TO events;
+        """,
+    ),
 ]
 
 
 # (head, tail) of each ingest INSERT; sqlite_bulk.insert_rows puts the VALUES rows between.
 INSERT_BATCH = (f"INSERT INTO batches (batch_id, {', '.join(BATCH_COLUMNS)})", "")
-INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, batch_id)",
-    "ON CONFLICT (pid, euid) DO NOTHING",
-)
+# No ON CONFLICT: the writer leaves duplicates out before (server.store.sqlite_dedupe).
+INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, batch_id)", "")
 INSERT_QUARANTINE = (
     f"INSERT INTO quarantine ({', '.join(QUARANTINE_COLUMNS)}, batch_id)",
     "ON CONFLICT (pid, raw_sha) DO NOTHING",

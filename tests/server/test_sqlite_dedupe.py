@@ -1,0 +1,177 @@
+"""The SQLite writer's in-memory dedupe: exact under key collisions, across processes
+(two stores on one file), and over the events of a database from before migration 6."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import server.store.sqlite_dedupe as dedupe
+import server.store.sqlite_schema as schema
+from server.ingest import PreparedBatch, prepare_batch
+from server.store.sqlite import SqliteStore
+from server.store.sqlite_dedupe import DedupeIndex
+
+SKEW_LIMIT_MS = 10**15  # the seed batch's times are years old: no clamping here
+
+
+def table(rows: list[tuple[int, str]]) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE events (event_id INTEGER PRIMARY KEY, pid INTEGER, euid TEXT)")
+    conn.executemany("INSERT INTO events (pid, euid) VALUES (?, ?)", rows)
+    return conn
+
+
+def fresh(index: DedupeIndex, conn: sqlite3.Connection, ids: list[tuple[int, str]]) -> list:
+    (top,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
+    index.catch_up(conn, top)
+    pids = np.array([pid for pid, _ in ids], dtype=np.int64)
+    keep, _ = index.fresh(conn, pids, [(*ident, "more columns") for ident in ids])
+    return keep.tolist()
+
+
+def test_stored_ids_and_earlier_copies_are_left_out() -> None:
+    conn = table([(1, "a"), (1, "b"), (2, "c")])
+    ids = [(1, "a"), (1, "new"), (2, "a"), (1, "new"), (2, "c"), (2, "a"), (1, "b")]
+    assert fresh(DedupeIndex(), conn, ids) == [False, True, True, False, False, False, False]
+
+
+def test_every_key_colliding_still_dedupes_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedupe, "hash", lambda euid: 7, raising=False)
+    conn = table([(1, "a"), (1, "b")])
+    ids = [(1, "c"), (1, "b"), (1, "c"), (1, "d"), (1, "a")]
+    assert fresh(DedupeIndex(), conn, ids) == [True, False, False, True, False]
+
+
+def test_catch_up_adds_rows_appended_by_another_writer() -> None:
+    conn = table([(1, "a")])
+    index = DedupeIndex()
+    assert fresh(index, conn, [(1, "a"), (1, "b")]) == [False, True]
+    conn.execute("INSERT INTO events (pid, euid) VALUES (1, 'b')")
+    assert fresh(index, conn, [(1, "a"), (1, "b")]) == [False, False]
+    assert index.covered == 2 and len(index) == 2
+    conn.execute("DELETE FROM events")  # max(rowid) falls below what it covers: rebuilt
+    assert fresh(index, conn, [(1, "a"), (1, "b")]) == [True, True]
+    assert index.covered == 0 and len(index) == 0
+
+
+def test_keys_stay_found_across_merges_of_the_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedupe, "MIN_RECENT", 8)
+    conn = table([])
+    index = DedupeIndex()
+    index.catch_up(conn, 0)
+    stored: list[tuple[int, str]] = []
+    for commit in range(12):
+        ids = [(1 + i % 3, f"e{commit}-{i}") for i in range(7)]
+        assert fresh(index, conn, ids + stored) == [True] * 7 + [False] * len(stored)
+        first = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM events").fetchone()[0]
+        conn.executemany("INSERT INTO events (pid, euid) VALUES (?, ?)", ids)
+        pids = np.array([pid for pid, _ in ids], dtype=np.int64)
+        index.committed(dedupe.event_keys(pids, (e for _, e in ids), len(ids)), first)
+        stored += ids
+    assert index.covered == 84 and len(index) == 84
+    assert fresh(DedupeIndex(), conn, stored) == [False] * 84  # rebuilt from the table
+
+
+def seed_body(suffix: str) -> bytes:
+    batch = json.loads((Path(__file__).parents[2] / "fixtures/batches/seed_batch.json").read_text())
+    batch = copy.deepcopy(batch)
+    for event in batch["pl"]:
+        event["euid"] += suffix
+    return json.dumps(batch).encode()
+
+
+def prepared(suffix: str) -> PreparedBatch:
+    return prepare_batch(
+        seed_body(suffix), max_events=1000, received_ms=1522159618000,
+        skew_limit_ms=SKEW_LIMIT_MS,
+    )  # fmt: skip
+
+
+def counts(results: list) -> list[tuple[int, int]]:
+    return [(r.accepted, r.duplicates) for r in results]
+
+
+async def test_two_writers_on_one_file_see_each_others_events(tmp_path: Path) -> None:
+    path = str(tmp_path / "two.db")
+    first, second = SqliteStore(path), SqliteStore(path)
+    await first.open()
+    await second.open()
+    try:
+        assert counts(await first.ingest_group([prepared("-1")])) == [(11, 0)]
+        assert counts(await second.ingest_group([prepared("-1"), prepared("-2")])) == [
+            (0, 11), (11, 0),
+        ]  # fmt: skip
+        assert counts(await first.ingest_group([prepared("-2"), prepared("-3")])) == [
+            (0, 11), (11, 0),
+        ]  # fmt: skip
+    finally:
+        await first.close()
+        await second.close()
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT euid, count(*) FROM events GROUP BY euid").fetchall()
+    assert len(rows) == 33 and {n for _, n in rows} == {1}
+
+
+async def test_a_group_holding_a_batch_twice_stores_it_once(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "twice.db"))
+    await store.open()
+    try:
+        group = [prepared("-x"), prepared("-y"), prepared("-x")]
+        assert counts(await store.ingest_group(group)) == [(11, 0), (11, 0), (0, 11)]
+        assert counts(await store.ingest_group([prepared("-y")])) == [(0, 11)]
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "twice.db")
+    assert conn.execute("SELECT count(*), count(DISTINCT euid) FROM events").fetchone() == (22, 22)
+    assert conn.execute("SELECT DISTINCT batch_id FROM events ORDER BY 1").fetchall() == [
+        (1,), (2,),
+    ]  # fmt: skip
+
+
+async def test_migration_6_keeps_the_rows_and_their_rowids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "v5.db")
+    with monkeypatch.context() as patch:  # a database of before migration 6
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
+        patch.setattr(
+            schema, "INSERT_EVENT", (schema.INSERT_EVENT[0], "ON CONFLICT (pid, euid) DO NOTHING")
+        )
+        conn = sqlite3.connect(path, isolation_level=None)
+        assert schema.migrate(conn) == 5
+        conn.close()
+        old = SqliteStore(path)
+        await old.open()
+        await old.ingest_group([prepared("-old")])
+        await old.close()
+    conn = sqlite3.connect(path)
+    before = conn.execute("SELECT rowid, * FROM events ORDER BY rowid").fetchall()
+    assert [name for _, name, *_ in conn.execute("PRAGMA index_list(events)")] == [
+        "sqlite_autoindex_events_1"
+    ]
+    conn.close()
+    assert len(before) == 11
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.warm_up()  # what the server does before serving
+        assert len(store._dedupe) == 11 and store._dedupe.covered == before[-1][0]
+        assert counts(await store.ingest_group([prepared("-old"), prepared("-new")])) == [
+            (0, 11), (11, 0),
+        ]  # fmt: skip
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT * FROM events WHERE batch_id = 1 ORDER BY rowid").fetchall() == (
+        before
+    )
+    assert conn.execute("PRAGMA index_list(events)").fetchall() == []
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (6,)
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (22,)
