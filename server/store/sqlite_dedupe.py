@@ -13,8 +13,8 @@ to in rowid order only, and the writer finds duplicates here instead:
 - a key is only a candidate: a match is confirmed by reading that rowid's (pid, euid), so
   two euids with the same key are both stored and the dedupe stays exact;
 - the writer calls `catch_up` inside its write transaction (after BEGIN IMMEDIATE), which
-  adds the rows another process (`serve --workers N`) appended since, and `add` after its
-  own COMMIT. Rowids only grow: a new row gets max(rowid) + 1 (the zoning fold relies on
+  adds the rows another process (`serve --workers N`) appended since, and `committed`
+  after its own COMMIT. Rowids only grow: a new row gets max(rowid) + 1 (the zoning fold relies on
   the same rule).
 
 Only the writer thread uses an index; it is not thread-safe.
@@ -22,6 +22,7 @@ Only the writer thread uses an index; it is not thread-safe.
 
 from __future__ import annotations
 
+import logging
 import operator
 import sqlite3
 from collections.abc import Iterable
@@ -32,6 +33,8 @@ import numpy as np
 Keys = np.ndarray[Any, np.dtype[np.uint64]]
 Ints = np.ndarray[Any, np.dtype[np.int64]]
 Mask = np.ndarray[Any, np.dtype[np.bool_]]
+
+log = logging.getLogger(__name__)
 
 # Odd 64-bit constant (2**64 / golden ratio) spreading the pid over all key bits.
 _PID_MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -159,9 +162,9 @@ class DedupeIndex:
         try:
             self.add(keys, np.arange(first_rowid, first_rowid + keys.size, dtype=np.int64))
             self.covered = first_rowid + keys.size - 1
-        except BaseException:
+        except Exception:  # e.g. MemoryError: the events are committed, the replies stand
+            log.exception("dedupe index update failed; it is rebuilt by the next write")
             self.covered = None  # rebuilt from the table by the next catch_up
-            raise
 
 
 def _stored_ids(conn: sqlite3.Connection, rowids: list[int]) -> dict[int, tuple[object, ...]]:

@@ -60,6 +60,21 @@ def test_catch_up_adds_rows_appended_by_another_writer() -> None:
     assert index.covered == 0 and len(index) == 0
 
 
+def test_a_failed_update_after_a_commit_rebuilds_the_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conn = table([(1, "a")])
+    index = DedupeIndex()
+    assert fresh(index, conn, [(1, "b")]) == [True]
+    conn.execute("INSERT INTO events (pid, euid) VALUES (1, 'b')")
+    with monkeypatch.context() as patch:
+        patch.setattr(index, "add", lambda keys, rows: (_ for _ in ()).throw(MemoryError()))
+        index.committed(np.zeros(1, dtype=np.uint64), 2)  # logged, not raised
+    assert index.covered is None
+    assert fresh(index, conn, [(1, "a"), (1, "b"), (1, "c")]) == [False, False, True]
+    assert index.covered == 2 and len(index) == 2
+
+
 def test_keys_stay_found_across_merges_of_the_levels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dedupe, "MIN_RECENT", 8)
     conn = table([])
