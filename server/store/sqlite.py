@@ -96,7 +96,7 @@ class SqliteStore:
         self._lock_fd: int | None = None
         self._rconn: aiosqlite.Connection | None = None
         self._checkpointer = Checkpointer(path)
-        self._dedupe = DedupeIndex()  # the writer thread's, built by its first ingest
+        self._dedupe = DedupeIndex()  # the writer thread's; built by warm_up or the first write
         self._writer: GroupCommitWriter[PreparedBatch, IngestResult] = GroupCommitWriter(
             self._write_group,
             max_queued=write_queue_events,

@@ -14,8 +14,8 @@ to in rowid order only, and the writer finds duplicates here instead:
   two euids with the same key are both stored and the dedupe stays exact;
 - the writer calls `catch_up` inside its write transaction (after BEGIN IMMEDIATE), which
   adds the rows another process (`serve --workers N`) appended since, and `committed`
-  after its own COMMIT. Rowids only grow: a new row gets max(rowid) + 1 (the zoning fold relies on
-  the same rule).
+  after its own COMMIT. Rowids only grow: a new row gets max(rowid) + 1 (the zoning fold
+  relies on the same rule).
 
 Only the writer thread uses an index; it is not thread-safe.
 """
