@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 WriteGroup = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 # commit(items) -> one result per item, all in one transaction; raises if nothing was stored.
 Commit = Callable[[Sequence[T]], Awaitable[Sequence[R]]]
+# durable() -> called right after a group's commit; the awaitable it returns completes once
+# that commit is on disk, or raises.
+Durable = Callable[[], Awaitable[None]]
 
 
 async def commit_or_split(
@@ -47,9 +50,11 @@ async def commit_or_split(
 class GroupCommitWriter(Generic[T, R]):
     """Queue of (item, future); the loop takes as many as fit a group and commits them together.
 
-    A request is answered only after the transaction holding its item has committed. The queue
-    is bounded by the total size of waiting items: past it, `submit` refuses at once (503) and
-    the item is never stored.
+    A request is answered only after the transaction holding its item has committed, and, with
+    a `durable` step (a commit that returns before its fsync), after that step: the next group
+    is committed meanwhile, so the writer never waits for the disk. The queue is bounded by the
+    total size of waiting items: past it, `submit` refuses at once (503) and the item is never
+    stored.
     """
 
     def __init__(
@@ -59,8 +64,11 @@ class GroupCommitWriter(Generic[T, R]):
         max_queued: int,
         max_group: int,
         retry_after_s: int = 1,
+        durable: Durable | None = None,
     ) -> None:
         self._write_group = write_group
+        self._durable = durable
+        self._settling: set[asyncio.Task[None]] = set()  # groups waiting for `durable`
         self._max_queued = max_queued
         self._max_group = max_group
         self._retry_after_s = retry_after_s
@@ -107,6 +115,8 @@ class GroupCommitWriter(Generic[T, R]):
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        while self._settling:
+            await asyncio.wait(self._settling)
 
     async def _run(self) -> None:
         while True:
@@ -129,10 +139,32 @@ class GroupCommitWriter(Generic[T, R]):
                 results = [exc] * len(group)
             finally:
                 self._queued -= total
-            for (_, _, future), result in zip(group, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            futures = [future for _, _, future in group]
+            if self._durable is None or all(isinstance(r, BaseException) for r in results):
+                _answer(futures, results)
+                continue
+            settle = asyncio.create_task(_answer_when(self._durable(), futures, results))
+            self._settling.add(settle)
+            settle.add_done_callback(self._settling.discard)
+
+
+async def _answer_when(
+    durable: Awaitable[None],
+    futures: list[asyncio.Future[R]],
+    results: Sequence[R | BaseException],
+) -> None:
+    try:
+        await durable
+    except Exception as exc:  # committed, but not known to be on disk: not acknowledged
+        results = [exc] * len(futures)
+    _answer(futures, results)
+
+
+def _answer(futures: list[asyncio.Future[R]], results: Sequence[R | BaseException]) -> None:
+    for future, result in zip(futures, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -27,6 +27,7 @@ from server.store.sqlite_bulk import insert_rows, with_batch_ids
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from server.store.sqlite_dedupe import DedupeIndex
 from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
+from server.store.sqlite_sync import WalSync
 from server.store.sqlite_zoning import update_zoning, zoning_mark
 from server.store.sqlite_zoning_query import zoning as query_zoning
 from server.zoning import ZoningQuery, ZoningReport
@@ -68,9 +69,10 @@ class SqliteStore:
     """The embedded default store.
 
     Writes: a single thread owns the only write connection; the GroupCommitWriter hands it the
-    batches of all waiting requests, which it commits in one transaction (WAL,
-    synchronous=FULL: a commit is on disk before any request is answered). A whole group is
-    one hop to that thread, not one per statement. Reads use a separate aiosqlite connection,
+    batches of all waiting requests, which it commits in one transaction (WAL); its requests
+    are answered once server.store.sqlite_sync has fsynced the WAL after that commit, while
+    the thread commits the next group. A whole group is one hop to that thread, not one per
+    statement. Reads use a separate aiosqlite connection,
     so they never wait for the writer (WAL readers see the last commit).
 
     Several processes (`serve --workers N`, a `tapzone project add` beside a server) each
@@ -97,11 +99,13 @@ class SqliteStore:
         self._rconn: aiosqlite.Connection | None = None
         self._checkpointer = Checkpointer(path)
         self._dedupe = DedupeIndex()  # the writer thread's; built by warm_up or the first write
+        self._wal = WalSync(path)
         self._writer: GroupCommitWriter[PreparedBatch, IngestResult] = GroupCommitWriter(
             self._write_group,
             max_queued=write_queue_events,
             max_group=group_commit_events,
             retry_after_s=retry_after_s,
+            durable=self._wal.last,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -142,18 +146,21 @@ class SqliteStore:
             os.close(self._lock_fd)
             self._lock_fd = None
         self._executor.shutdown(wait=True)
+        self._wal.close()
 
     def _open_writer(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        # COMMIT writes the WAL without an fsync; WalSync fsyncs it before any reply.
+        conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         self._lock_fd = os.open(f"{self.path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
         with self._write_lock():
             migrate(conn)
+            self._wal.sync_now()
         self._wconn = conn
 
     @contextlib.contextmanager
@@ -182,6 +189,8 @@ class SqliteStore:
     # -- health and projects -------------------------------------------------------------------
 
     async def ping(self) -> bool:
+        if self._wal.failed:
+            return False
         try:
             async with self._read.execute("SELECT count(*) FROM schema_migrations") as cur:
                 return (await cur.fetchone()) is not None
@@ -221,6 +230,7 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._wal.sync_now()
         return Project(int(cur.lastrowid or 0), name, ingest_key, read_key, batch_size)
 
     # -- zoning --------------------------------------------------------------------------------
@@ -255,6 +265,7 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._wal.sync_now()
         return int(cur.lastrowid or 0)
 
     # -- ingest --------------------------------------------------------------------------------
@@ -263,12 +274,18 @@ class SqliteStore:
         return await self._writer.submit(batch, batch.size)
 
     async def ingest_group(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
+        results = await self._commit_group(batches)
+        await self._wal.last()
+        return results
+
+    async def _commit_group(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
         return await self._in_writer(self._commit, batches)
 
     async def _write_group(
         self, batches: Sequence[PreparedBatch]
     ) -> Sequence[IngestResult | BaseException]:
-        return await commit_or_split(self.ingest_group, batches, (sqlite3.Error,))
+        """The GroupCommitWriter's step; it answers after `self._wal.last()`."""
+        return await commit_or_split(self._commit_group, batches, (sqlite3.Error,))
 
     def _conn(self) -> sqlite3.Connection:
         if self._wconn is None:
@@ -308,6 +325,7 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._wal.start()
         self._dedupe.committed(keys[keep], zoning_from + 1)
         self._checkpointer.poke()
         kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))  # kept before each event

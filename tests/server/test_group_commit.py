@@ -115,3 +115,40 @@ async def test_commit_or_split_retries_a_failed_group_item_by_item() -> None:
         await commit_or_split(commit, ["bad"], (ValueError,))
     with pytest.raises(ValueError, match="bad row"):  # not an item error: the group fails
         await commit_or_split(commit, ["a", "bad"], (OSError,))
+
+
+async def test_a_group_is_answered_after_its_durable_step_while_the_next_commits() -> None:
+    committed: list[list[str]] = []
+    flushes: list[asyncio.Future[None]] = []
+
+    async def write_group(items):
+        committed.append(list(items))
+        return [item.upper() for item in items]
+
+    def durable() -> asyncio.Future[None]:  # called right after each group's commit
+        flushes.append(asyncio.get_running_loop().create_future())
+        return flushes[-1]
+
+    writer: GroupCommitWriter[str, str] = GroupCommitWriter(
+        write_group, max_queued=10, max_group=1, durable=durable
+    )
+    writer.start()
+    first = asyncio.create_task(writer.submit("a", 1))
+    second = asyncio.create_task(writer.submit("b", 1))
+    await asyncio.sleep(0.01)
+    assert committed == [["a"], ["b"]] and len(flushes) == 2  # b committed, a not yet durable
+    assert not first.done() and not second.done()
+    flushes[1].set_result(None)
+    assert await second == "B"
+    assert not first.done()
+    flushes[0].set_exception(OSError("fsync failed"))
+    with pytest.raises(OSError, match="fsync failed"):
+        await first
+    third = asyncio.create_task(writer.submit("c", 1))
+    await asyncio.sleep(0.01)
+    closing = asyncio.create_task(writer.close())
+    await asyncio.sleep(0.01)
+    assert committed[-1] == ["c"] and not closing.done()  # close waits for "c" to be durable
+    flushes[2].set_result(None)
+    await closing
+    assert await third == "C"
