@@ -72,8 +72,8 @@ class SqliteStore:
     batches of all waiting requests, which it commits in one transaction (WAL); its requests
     are answered once server.store.sqlite_sync has fsynced the WAL after that commit, while
     the thread commits the next group. A whole group is one hop to that thread, not one per
-    statement. Reads use a separate aiosqlite connection,
-    so they never wait for the writer (WAL readers see the last commit).
+    statement. Reads use a separate aiosqlite connection, so they never wait for the writer
+    (WAL readers see the last commit).
 
     Several processes (`serve --workers N`, a `tapzone project add` beside a server) each
     have their own writer; SQLite's lock keeps their transactions apart. Each writer also

@@ -40,10 +40,20 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def fsync_commits(db_path: str, wal_path: str) -> None:
+    """fsync what a commit wrote: the WAL; or, when there is none (a file system on which
+    SQLite could not use WAL mode and kept its rollback journal), the database file."""
+    try:
+        fsync_path(wal_path)
+    except FileNotFoundError:
+        fsync_path(db_path)
+
+
 class WalSync:
     """fsyncs of one database's WAL file, in the order asked, on one thread."""
 
     def __init__(self, db_path: str) -> None:
+        self._db = db_path
         self._wal = f"{db_path}-wal"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-fsync")
         self._failed: OSError | None = None
@@ -66,7 +76,7 @@ class WalSync:
         snapshots, migrations)."""
         if self._failed is None:
             try:
-                fsync_path(self._wal)
+                fsync_commits(self._db, self._wal)
             except OSError as exc:
                 log.critical("fsync of %s failed (%s); no more acknowledgements", self._wal, exc)
                 self._failed = exc

@@ -17,7 +17,7 @@ from test_sqlite_dedupe import prepared
 import server.store.sqlite_sync as sqlite_sync
 from server import keys
 from server.store.sqlite import SqliteStore
-from server.store.sqlite_sync import NotDurable
+from server.store.sqlite_sync import NotDurable, WalSync
 
 NOT_SYNCED = "The database could not be synced to disk; the server must be restarted."
 
@@ -93,3 +93,24 @@ async def test_after_a_failed_fsync_no_write_is_acknowledged(
     finally:
         await client.close()
     assert stored(tmp_path / "tapzone.db") == 11  # committed, but never acknowledged
+
+
+def test_without_a_wal_file_the_database_file_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()  # rollback journal
+    synced: list[str] = []
+    real_fsync = sqlite_sync.fsync_path
+
+    def recording_fsync(name: str) -> None:
+        real_fsync(name)
+        synced.append(name)
+
+    monkeypatch.setattr(sqlite_sync, "fsync_path", recording_fsync)
+    wal = WalSync(str(path))
+    try:
+        wal.sync_now()
+    finally:
+        wal.close()
+    assert synced == [str(path)] and not wal.failed
