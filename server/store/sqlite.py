@@ -309,9 +309,7 @@ class SqliteStore:
             ids = range(first_id, first_id + len(batches))
             insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
             events = with_batch_ids(ids, [b.events for b in batches])
-            sizes = np.fromiter((len(b.events) for b in batches), np.int64, len(batches))
-            pids = np.repeat(np.fromiter((b.pid for b in batches), np.int64, len(batches)), sizes)
-            keep, keys = self._dedupe.fresh(conn, pids, events)
+            keep, keys = self._dedupe.fresh(conn, events)
             new = list(itertools.compress(events, keep.tolist()))
             insert_rows(conn, *INSERT_EVENT, new)
             if zoning_mark(conn) != zoning_from + len(new):  # what committed() relies on
@@ -328,6 +326,7 @@ class SqliteStore:
         self._wal.start()
         self._dedupe.committed(keys[keep], zoning_from + 1)
         self._checkpointer.poke()
+        sizes = np.fromiter((len(b.events) for b in batches), np.int64, len(batches))
         kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))  # kept before each event
         ends = np.cumsum(sizes)
         stored = kept[ends] - kept[ends - sizes]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import operator
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,14 +45,18 @@ SCAN_ROWS = 100_000
 MIN_RECENT = 1 << 16
 # Rowids bound per verifying SELECT (below SQLite's 32,766 variables).
 _VERIFY_CHUNK = 10_000
-_SCAN = "SELECT rowid, pid, euid FROM events WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
-_euid = operator.itemgetter(1)
+# Rows shaped like the writer's event rows: pid and euid first (then the rowid).
+_SCAN = "SELECT pid, euid, rowid FROM events WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+_pid, _euid, _rowid = (operator.itemgetter(i) for i in range(3))
 
 
-def event_keys(pids: Ints, euids: Iterable[str], n: int) -> Keys:
-    """The index key of each (pid, euid); a C-level loop (no bytecode per event)."""
-    hashes = np.fromiter(map(hash, euids), dtype=np.int64, count=n).view(np.uint64)
-    return hashes ^ (pids.view(np.uint64) * _PID_MIX)
+def event_keys(rows: Sequence[tuple[object, ...]]) -> Keys:
+    """The index key of each row's (pid, euid), its first two fields; C-level loops (no
+    bytecode per event)."""
+    n = len(rows)
+    pids = np.fromiter(map(_pid, rows), dtype=np.int64, count=n).view(np.uint64)
+    hashes = np.fromiter(map(hash, map(_euid, rows)), dtype=np.int64, count=n).view(np.uint64)
+    return hashes ^ (pids * _PID_MIX)
 
 
 class _Level:
@@ -112,23 +116,21 @@ class DedupeIndex:
         chunks_r: list[Ints] = []
         cursor = conn.execute(_SCAN, (self.covered, top))
         while rows := cursor.fetchmany(SCAN_ROWS):
-            rowids = np.fromiter(map(operator.itemgetter(0), rows), np.int64, len(rows))
-            pids = np.fromiter(map(operator.itemgetter(1), rows), np.int64, len(rows))
-            chunks_k.append(event_keys(pids, map(operator.itemgetter(2), rows), len(rows)))
-            chunks_r.append(rowids)
+            chunks_k.append(event_keys(rows))
+            chunks_r.append(np.fromiter(map(_rowid, rows), np.int64, len(rows)))
         if chunks_k:
             self.add(np.concatenate(chunks_k), np.concatenate(chunks_r))
         self.covered = top
 
     def fresh(
-        self, conn: sqlite3.Connection, pids: Ints, events: list[tuple[object, ...]]
+        self, conn: sqlite3.Connection, events: list[tuple[object, ...]]
     ) -> tuple[Mask, Keys]:
         """Which `events` (rows with pid and euid first) to store, and the key of each.
 
         An event is left out when its (pid, euid) is stored or comes earlier in `events`:
         the first copy wins, as ``ON CONFLICT DO NOTHING`` did.
         """
-        keys = event_keys(pids, map(_euid, events), len(events))
+        keys = event_keys(events)
         keep = np.ones(keys.size, dtype=bool)
         # Sorted, the keys are looked up twice as fast (each search starts where the last
         # one ended); stable, so that equal keys keep their order in `events`.

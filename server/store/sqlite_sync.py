@@ -1,11 +1,12 @@
 """The fsync that makes a SQLite commit durable, on a thread of its own, off the write lock.
 
 The writer connection commits with `synchronous=NORMAL`: COMMIT writes the transaction's
-frames to the WAL file (write(2), into the OS page cache) and returns without an fsync. A
-request is answered only after `WalSync.sync()`, which fsyncs the WAL file on this thread and
-starts after the commit returned, so the frames are on disk first: the same guarantee as
-`synchronous=FULL` (a commit survives a power cut), but the writer thread starts the next
-group and the write lock goes to the next process while the disk flushes. Checkpoints still
+frames to the WAL file (write(2), into the OS page cache) and returns without an fsync.
+The writer thread then calls `WalSync.start()`, and a request is answered only once that
+fsync of the WAL file (on this module's thread) has returned, so the frames are on disk
+first: the same guarantee as `synchronous=FULL` (a commit survives a power cut), but the
+writer thread starts the next group and the write lock goes to the next process while the
+disk flushes. Checkpoints still
 sync the WAL before copying it and the database file after (SQLite does that at NORMAL, and
 the checkpoint thread runs at FULL).
 
@@ -72,7 +73,8 @@ class WalSync:
         return asyncio.wrap_future(self._last)
 
     def sync_now(self) -> None:
-        """`sync` on the calling thread (the writer's, for its rare writes: projects,
+        """fsync on the calling thread; raises NotDurable once any fsync has failed. The
+        fsync thread runs it, and the writer thread itself for its rare writes (projects,
         snapshots, migrations)."""
         if self._failed is None:
             try:

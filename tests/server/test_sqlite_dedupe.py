@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import load_fixture
 
 import server.store.sqlite_dedupe as dedupe
 import server.store.sqlite_schema as schema
@@ -30,8 +30,7 @@ def table(rows: list[tuple[int, str]]) -> sqlite3.Connection:
 def fresh(index: DedupeIndex, conn: sqlite3.Connection, ids: list[tuple[int, str]]) -> list:
     (top,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
     index.catch_up(conn, top)
-    pids = np.array([pid for pid, _ in ids], dtype=np.int64)
-    keep, _ = index.fresh(conn, pids, [(*ident, "more columns") for ident in ids])
+    keep, _ = index.fresh(conn, [(*ident, "more columns") for ident in ids])
     return keep.tolist()
 
 
@@ -86,16 +85,14 @@ def test_keys_stay_found_across_merges_of_the_levels(monkeypatch: pytest.MonkeyP
         assert fresh(index, conn, ids + stored) == [True] * 7 + [False] * len(stored)
         first = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM events").fetchone()[0]
         conn.executemany("INSERT INTO events (pid, euid) VALUES (?, ?)", ids)
-        pids = np.array([pid for pid, _ in ids], dtype=np.int64)
-        index.committed(dedupe.event_keys(pids, (e for _, e in ids), len(ids)), first)
+        index.committed(dedupe.event_keys(ids), first)
         stored += ids
     assert index.covered == 84 and len(index) == 84
     assert fresh(DedupeIndex(), conn, stored) == [False] * 84  # rebuilt from the table
 
 
 def seed_body(suffix: str) -> bytes:
-    batch = json.loads((Path(__file__).parents[2] / "fixtures/batches/seed_batch.json").read_text())
-    batch = copy.deepcopy(batch)
+    batch = load_fixture("batches/seed_batch.json")
     for event in batch["pl"]:
         event["euid"] += suffix
     return json.dumps(batch).encode()
