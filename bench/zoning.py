@@ -5,13 +5,14 @@ transactions over 30 days, 40 screens of 8-30 elements each, one user per 60 eve
 app versions, two device types, three currencies, device clocks off by up to an hour, 2 % of
 sessions arriving hours late — as SDK batch bodies, turns them into rows with
 server.ingest.prepare_batch and commits them through the SQLite store's own ingest
-transaction (SqliteStore._commit, 20,000 events per commit), so the zoning rollups are built
-by the code path ingest uses (their day blocks too: the writer builds a screen's block of a day
-once it has screenviews two days later, so a month's query reads 28 blocks and two days of
-rows). No HTTP: this measures the query, not the transport. Screen k
-gets a share of the screenviews proportional to exp(-k / 12): Screen000 8 %, Screen008 (the
-typical screen: half the screenviews are on busier ones) 4 %, Screen020 1.5 %. Event ids are
-sequential so that loading stays fast; half of each screen's elements have a reliable target.
+transaction (SqliteStore._commit, 20,000 events per commit) and folds each commit into the
+zoning file, so the zoning rollups are built by the code path ingest uses (their day blocks
+too: the fold builds a screen's block of a day once it has screenviews two days later, so a
+month's query reads 28 blocks and two days of rows). No HTTP: this measures the query, not
+the transport. Screen k gets a share of the screenviews proportional to exp(-k / 12):
+Screen000 8 %, Screen008 (the typical screen: half the screenviews are on busier ones) 4 %,
+Screen020 1.5 %. Event ids are sequential so that loading stays fast; half of each screen's
+elements have a reliable target.
 
 Then it times zoning queries through the Store method (median of repeated runs) next to a
 plain GROUP BY over the raw `events` table that computes the same answer, checks that both
@@ -53,6 +54,7 @@ from _zoning_pg import PgBench, RawRows, throwaway_server  # noqa: E402
 from server.ingest import PreparedBatch, prepare_batch  # noqa: E402
 from server.store.base import Store  # noqa: E402
 from server.store.sqlite import SqliteStore  # noqa: E402
+from server.store.sqlite_zoning_file import zoning_file  # noqa: E402
 from server.zoning import ZoneAggregate, ZoningQuery, ZoningReport, build_report  # noqa: E402
 
 START = date(2024, 1, 1)
@@ -377,7 +379,7 @@ class SqliteBench:
     """The SQLite database in --dir (reused if present) or in a temp dir. The benchmark's
     backends (bench/_zoning_pg.py's PgBench for PostgreSQL) have the same methods."""
 
-    through = "the ingest transaction"
+    through = "the ingest transaction and its fold"
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.temporary = not args.dir
@@ -389,12 +391,23 @@ class SqliteBench:
     async def open(self) -> bool:
         fresh = not os.path.exists(self.path)
         await self.store.open()
+        await self.store.warm_up()  # a database from before the zoning file is folded here
         if fresh:
             await self.store.create_project("bench", pid=1)
         return fresh
 
+    def _reader(self) -> sqlite3.Connection:
+        """A connection to the events file with the zoning file attached, as the store's."""
+        conn = sqlite3.connect(self.path)
+        conn.execute("ATTACH DATABASE ? AS zoning", (zoning_file(self.path),))
+        conn.execute("PRAGMA cache_size = -262144")
+        conn.execute("PRAGMA zoning.cache_size = -262144")
+        return conn
+
     async def commit(self, group: Sequence[PreparedBatch]) -> None:
-        self.store._commit(group)  # synchronously: the ingest transaction, without the queue
+        # Synchronously: the ingest transaction, without the queue, then its fold.
+        self.store._commit(group)
+        await self.store._folder.catch_up()
 
     async def add_target_map(self, rows: Sequence[tuple[object, ...]]) -> None:
         conn = self.store._conn()
@@ -406,18 +419,20 @@ class SqliteBench:
         pass
 
     async def describe(self) -> str:
-        conn = self.store._conn()
-        (n_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
-        (n_views,) = conn.execute("SELECT count(*) FROM zoning_screenviews").fetchone()
-        (n_blocks,) = conn.execute("SELECT count(*) FROM zoning_blocks").fetchone()
+        with contextlib.closing(self._reader()) as conn:
+            (n_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
+            (n_views,) = conn.execute("SELECT count(*) FROM zoning_screenviews").fetchone()
+            (n_blocks,) = conn.execute("SELECT count(*) FROM zoning_blocks").fetchone()
+        size = os.path.getsize(self.path) + os.path.getsize(zoning_file(self.path))
         return (f"database {self.path}: {n_events:,} events, {n_views:,} screenviews "
-                f"({n_blocks:,} day blocks), {os.path.getsize(self.path) / 2**30:.1f} GiB")
+                f"({n_blocks:,} day blocks), {size / 2**30:.1f} GiB with its zoning file")
 
     async def reads(self, query: ZoningQuery) -> tuple[int, int]:
         from server.store import sqlite_zoning_query
 
         sql = sqlite_zoning_query.zoning_sql(query)
-        rows = self.store._conn().execute(sql, sqlite_zoning_query.query_params(query)).fetchall()
+        with contextlib.closing(self._reader()) as conn:
+            rows = conn.execute(sql, sqlite_zoning_query.query_params(query)).fetchall()
         selection = sqlite_zoning_query._Parts(rows).selection
         return len(selection.session_id), len(selection.rows["tvp_id"])
 

@@ -26,9 +26,16 @@ from server.store.keys import new_keys
 from server.store.sqlite_bulk import insert_rows, with_batch_ids
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from server.store.sqlite_dedupe import DedupeIndex
-from server.store.sqlite_schema import INSERT_BATCH, INSERT_EVENT, INSERT_QUARANTINE, migrate
+from server.store.sqlite_folder import ZoningFolder
+from server.store.sqlite_schema import (
+    INSERT_BATCH,
+    INSERT_EVENT,
+    INSERT_QUARANTINE,
+    last_event_id,
+    migrate,
+)
 from server.store.sqlite_sync import WalSync
-from server.store.sqlite_zoning import update_zoning, zoning_mark
+from server.store.sqlite_zoning_file import zoning_file
 from server.store.sqlite_zoning_query import zoning as query_zoning
 from server.zoning import ZoningQuery, ZoningReport
 
@@ -71,9 +78,11 @@ class SqliteStore:
     Writes: a single thread owns the only write connection; the GroupCommitWriter hands it the
     batches of all waiting requests, which it commits in one transaction (WAL); its requests
     are answered once server.store.sqlite_sync has fsynced the WAL after that commit, while
-    the thread commits the next group. A whole group is one hop to that thread, not one per
-    statement. Reads use a separate aiosqlite connection, so they never wait for the writer
-    (WAL readers see the last commit).
+    the thread commits the next group; server.store.sqlite_folder folds the committed events
+    into the zoning file beside it, and a zoning query first waits for that fold. A whole
+    group is one hop to that thread, not one per statement. Reads use a separate aiosqlite
+    connection with the zoning file attached, so they never wait for the writer (WAL readers
+    see the last commit).
 
     Several processes (`serve --workers N`, a `tapzone project add` beside a server) each
     have their own writer; SQLite's lock keeps their transactions apart. Each writer also
@@ -100,6 +109,7 @@ class SqliteStore:
         self._checkpointer = Checkpointer(path)
         self._dedupe = DedupeIndex()  # the writer thread's; built by warm_up or the first write
         self._wal = WalSync(path)
+        self._folder = ZoningFolder(path, self._cache_kib)
         self._writer: GroupCommitWriter[PreparedBatch, IngestResult] = GroupCommitWriter(
             self._write_group,
             max_queued=write_queue_events,
@@ -114,27 +124,40 @@ class SqliteStore:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         await self._in_writer(self._open_writer)
+        await self._in_writer(self._folder.open)
         self._rconn = await aiosqlite.connect(self.path)
         await self._rconn.execute("PRAGMA busy_timeout = 5000")
         await self._rconn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
+        # The zoning tables are the attached file's (the events file has none since
+        # migration 7), so the query names them without a schema.
+        await self._rconn.execute("ATTACH DATABASE ? AS zoning", (zoning_file(self.path),))
+        await self._rconn.execute(f"PRAGMA zoning.cache_size = -{self._cache_kib}")
         self._checkpointer.start()
         self._writer.start()
 
     async def warm_up(self) -> None:
-        """Build the dedupe index now rather than in the first ingest's transaction."""
+        """Build the dedupe index and fold the events the zoning file lacks now, rather than
+        in the first ingest's transaction and fold."""
         started = time.perf_counter()
         await self._in_writer(self._catch_up)
         log.info(
             "dedupe index: %d stored events read in %.1f s",
             len(self._dedupe), time.perf_counter() - started,
         )  # fmt: skip
+        started = time.perf_counter()
+        folded = await self._folder.catch_up()
+        if folded:
+            log.info(
+                "zoning: %d stored events folded in %.1f s", folded, time.perf_counter() - started
+            )
 
     def _catch_up(self) -> None:
         conn = self._conn()
-        self._dedupe.catch_up(conn, zoning_mark(conn))
+        self._dedupe.catch_up(conn, last_event_id(conn))
 
     async def close(self) -> None:
         await self._writer.close()
+        self._folder.close()
         self._checkpointer.close()
         if self._rconn is not None:
             await self._rconn.close()
@@ -236,6 +259,7 @@ class SqliteStore:
     # -- zoning --------------------------------------------------------------------------------
 
     async def zoning(self, query: ZoningQuery) -> ZoningReport:
+        await self._folder.fresh()  # every event stored before the query is counted
         return await query_zoning(self._read, query)
 
     # -- snapshots -----------------------------------------------------------------------------
@@ -274,8 +298,11 @@ class SqliteStore:
         return await self._writer.submit(batch, batch.size)
 
     async def ingest_group(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
+        """Committed, durable and folded (the bulk path: what it stores is in the zoning
+        tables when it returns)."""
         results = await self._commit_group(batches)
         await self._wal.last()
+        await self._folder.settled()
         return results
 
     async def _commit_group(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
@@ -304,27 +331,26 @@ class SqliteStore:
             (first_id,) = conn.execute(
                 "SELECT coalesce(max(batch_id), 0) + 1 FROM batches"
             ).fetchone()
-            zoning_from = zoning_mark(conn)
-            self._dedupe.catch_up(conn, zoning_from)
+            top = last_event_id(conn)
+            self._dedupe.catch_up(conn, top)
             ids = range(first_id, first_id + len(batches))
             insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
             events = with_batch_ids(ids, [b.events for b in batches])
             keep, keys = self._dedupe.fresh(conn, events)
             new = list(itertools.compress(events, keep.tolist()))
             insert_rows(conn, *INSERT_EVENT, new)
-            if zoning_mark(conn) != zoning_from + len(new):  # what committed() relies on
+            if last_event_id(conn) != top + len(new):  # what committed() relies on
                 raise sqlite3.IntegrityError("The new events did not get consecutive rowids.")
             quarantine = with_batch_ids(ids, [b.quarantine for b in batches])
             insert_rows(conn, *INSERT_QUARANTINE, quarantine)
-            # Once per transaction, not per batch: a few set-based statements over its events.
-            update_zoning(conn, zoning_from)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         self._wal.start()
-        self._dedupe.committed(keys[keep], zoning_from + 1)
+        self._folder.start()
+        self._dedupe.committed(keys[keep], top + 1)
         self._checkpointer.poke()
         sizes = np.fromiter((len(b.events) for b in batches), np.int64, len(batches))
         kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))  # kept before each event

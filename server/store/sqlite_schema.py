@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 
 from server.ingest import BATCH_COLUMNS, EVENT_COLUMNS, QUARANTINE_COLUMNS
 from server.store.sqlite_zoning_migrations import (
@@ -222,6 +223,24 @@ MIGRATIONS: list[tuple[int, str | tuple[str, ...]]] = [
         ALTER TABLE events_v6 RENAME TO events;
         """,
     ),
+    (
+        7,
+        # The zoning tables move to a file of their own (server.store.sqlite_zoning_file), so
+        # that folding events into them takes that file's write lock, not the events file's.
+        # They are derived from the events: the new file folds the stored events again, and
+        # nothing is copied. target_map stays (snapshots write it).
+        """
+        DROP TRIGGER IF EXISTS zoning_blocks_stale;
+        DROP TABLE zoning_block_marks;
+        DROP TABLE zoning_blocks;
+        DROP TABLE zoning_screenviews;
+        DROP TABLE zoning_gestures;
+        DROP TABLE zoning_transactions;
+        DROP TABLE zoning_tvps;
+        DROP TABLE zoning_sessions;
+        DROP TABLE zoning_users;
+        """,
+    ),
 ]
 
 
@@ -235,14 +254,29 @@ INSERT_QUARANTINE = (
 )
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the missing migrations, each in its own transaction; returns the version."""
+def last_event_id(conn: sqlite3.Connection) -> int:
+    """The rowid of the newest stored event (0 for none). A new row gets max(rowid) + 1
+    while that is below 2**63 - 1, so the events of a transaction are the rowids after the
+    value read at its start."""
+    (top,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
+    return int(top)
+
+
+def migrate(
+    conn: sqlite3.Connection, migrations: Sequence[tuple[int, str | tuple[str, ...]]] | None = None
+) -> int:
+    """Apply the missing migrations, each in its own transaction; returns the version.
+
+    `migrations` defaults to the events file's (MIGRATIONS); the zoning file has its own.
+    """
+    if migrations is None:
+        migrations = MIGRATIONS
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)"
     )
     done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    for version, script in MIGRATIONS:
+    for version, script in migrations:
         if version in done:
             continue
         conn.execute("BEGIN IMMEDIATE")
@@ -264,4 +298,4 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return max(v for v, _ in MIGRATIONS)
+    return max(v for v, _ in migrations)

@@ -1,8 +1,8 @@
-"""Zoning on SQLite: rollups kept exact in the ingest transaction.
+"""Zoning on SQLite: rollups kept exact by folding each stored event once.
 
-Tables (migrations 2 and 4), maintained by `update_zoning` from exactly the events the
-current transaction inserted (a duplicate (pid, euid) is never inserted into `events`, so it
-is never counted twice):
+Tables (in the zoning file, server.store.sqlite_zoning_file), maintained by `update_zoning`
+from a range of stored events (a duplicate (pid, euid) is never inserted into `events`, so
+it is never counted twice):
 
 - zoning_users, zoning_sessions, zoning_tvps: dictionaries giving users, sessions (pid, uid,
   sn) and elements (pid, screen, av, tvp of a gesture) integer ids. Session ids grow with
@@ -19,8 +19,9 @@ is never counted twice):
 
 After the fold, `update_zoning` keeps the day blocks up to date in the same transaction
 (server.store.sqlite_zoning_blocks); the query reads blocks and rows
-(server.store.sqlite_zoning_query). The migrations that made these tables, and migration 2's
-hex format, are in server.store.sqlite_zoning_migrations.
+(server.store.sqlite_zoning_query). The migrations that made these tables in the events
+file before they moved (and migration 2's hex format) are in
+server.store.sqlite_zoning_migrations.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ _ADD_COUNTS = """
     flicks = flicks + excluded.flicks,
     first_tap_ms = CASE WHEN first_tap_ms IS NULL OR excluded.first_tap_ms < first_tap_ms
                         THEN excluded.first_tap_ms ELSE first_tap_ms END"""
-# The events this transaction inserted: a rowid range (NOT INDEXED keeps the planner on it).
+# The events being folded: a rowid range (NOT INDEXED keeps the planner on it).
 _NEW = "events AS e NOT INDEXED"
-_AFTER = "e.rowid > :after"
+_AFTER = "e.rowid > :after AND e.rowid <= :upto"
 
 _ADD_USERS = f"""
 INSERT INTO zoning_users (pid, uid)
@@ -261,31 +262,22 @@ _MAINTENANCE = (
     _ADD_GESTURES, _REFRESH_GESTURES, _REFRESH_TRANSACTIONS, _UPSERT_SCREENVIEWS,
 )  # fmt: skip
 
-# The days of the screenview events this transaction stored (some may not have won).
+# The days of the screenview events being folded (some may not have won).
 _NEW_SCREENVIEWS = f"""
 SELECT DISTINCT e.pid, e.screen, e.corrected_ms / {DAY_MS} * {DAY_MS} FROM {_NEW}
 WHERE {_AFTER} AND e.ea = 4 AND e.corrected_ms >= 0
 """
 
 
-def zoning_mark(conn: sqlite3.Connection) -> int:
-    """Call at the start of an ingest transaction; pass the result to `update_zoning`.
+def update_zoning(conn: sqlite3.Connection, after: int, upto: int) -> None:
+    """Fold the events whose rowid is in (after, upto] into the zoning tables, in the
+    caller's transaction; each event must be folded exactly once.
 
-    The events inserted later in the transaction have larger rowids: SQLite gives a new row
-    max(rowid) + 1 while that is below 2**63 - 1.
-    """
-    (mark,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
-    return int(mark)
-
-
-def update_zoning(conn: sqlite3.Connection, after: int) -> None:
-    """Fold the events inserted since `zoning_mark` into the zoning tables (same transaction).
-
-    A fixed number of set-based statements over the new events, whatever their order, then
+    A fixed number of set-based statements over those events, whatever their order, then
     the day blocks: dropped where a new screenview joins a blocked day, and a bounded number
     built.
     """
-    new = {"after": after}
+    new = {"after": after, "upto": upto}
     for sql in _MAINTENANCE:
         conn.execute(sql, new)
     update_blocks(conn, conn.execute(_NEW_SCREENVIEWS, new).fetchall())

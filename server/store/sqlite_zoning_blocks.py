@@ -1,11 +1,12 @@
-"""Zoning on SQLite: the day blocks, kept up by the ingest writer after the fold.
+"""Zoning on SQLite: the day blocks, kept up by each fold after its events.
 
 - zoning_blocks: per (screen, UTC day) the records of all its screenviews, concatenated and
   binary, built once a day is two days older than the screen's newest screenview.
   zoning_block_marks says per screen up to which day blocks were built (`built_to`) and
   from which day some may be missing (`dirty_from`): a change to a screenview of a blocked
-  day deletes that block (the zoning_blocks_stale trigger of migration 5, or
-  `update_blocks` for new screenviews) and the writer rebuilds it on a later commit.
+  day deletes that block (the zoning_blocks_stale trigger of the zoning file, or
+  `update_blocks` for new screenviews) and a later fold rebuilds it (a fold with no new
+  events too).
 
 A query then reads a finished day as one block rather than its rows
 (server.store.sqlite_zoning_query). The day and block constants, and the SQL naming a
@@ -24,14 +25,13 @@ from server.zoning.records import decode_slots, pack_columns
 
 DAY_MS = 86_400_000
 BLOCK_LAG_DAYS = 2  # a day gets its block once the screen has a screenview this many days later
-BLOCK_ROWS_PER_COMMIT = 20_000  # block building done by one ingest transaction, at most
+BLOCK_ROWS_PER_COMMIT = 20_000  # block building done by one fold transaction, at most
 # A day of more screenviews gets an empty block (data NULL): its rows are read instead. It
 # bounds the time one block takes to build (~0.1 s) and keeps far below SQLite's 1 GB value.
 BLOCK_MAX_VIEWS = 100_000
 
 # The screenview rows (the fold's), which blocks are built from.
 _SV = "zoning_screenviews"
-_HEX_BLOCKS = "SELECT pid, screen, day FROM zoning_blocks WHERE typeof(data) = 'text' LIMIT 8"
 _DIRTY_SCREENS = "SELECT pid, screen FROM zoning_block_marks WHERE dirty_from IS NOT NULL"
 _SCREEN = f"FROM {_SV} WHERE pid = :pid AND screen = :screen"
 _DAY_ROWS = f"{_SCREEN} AND sv_ms >= :day * {DAY_MS} AND sv_ms < (:day + 1) * {DAY_MS}"
@@ -53,12 +53,6 @@ def update_blocks(
     for pid, screen in sorted(screens):
         days = sorted(new_days.get((pid, screen), ()))
         budget = _update_screen(conn, {"pid": pid, "screen": screen}, days, budget)
-    # Blocks migration 4 made as hex records are made again as columns.
-    if budget > 0:
-        for pid, screen, day in conn.execute(_HEX_BLOCKS).fetchall():
-            budget -= _build_day(conn, {"pid": pid, "screen": screen}, day)
-            if budget <= 0:
-                break
     return budget
 
 

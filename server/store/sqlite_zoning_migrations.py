@@ -10,8 +10,10 @@
 - Migration 5 (`ZONING_STALE_TRIGGER`) creates the trigger that drops a day's block when one
   of its screenviews changes.
 
-Kept apart from the fold: they run once, when a database is migrated, and the writer uses
-none of what is defined here.
+Migration 7 drops all these tables from the events file: they live in the zoning file since
+(server.store.sqlite_zoning_file), which folds the stored events again. Kept apart from the
+fold: they run once, when a database is migrated, and the fold uses none of what is defined
+here.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ ON CONFLICT (pid, session_id, scn) DO UPDATE SET
 WHERE excluded.sv_ms < sv_ms OR (excluded.sv_ms = sv_ms AND excluded.euid < euid)
 """
 ZONING_BACKFILL = ";\n".join(
-    sql.replace(":after", "0")
+    sql.replace(":after", "0").replace(":upto", str(2**63 - 1))
     for sql in (
         _ADD_USERS, _ADD_SESSIONS, _ADD_TVPS, _V2_ADD_TRANSACTIONS,
         _V2_REFRESH_SESSION_TRANSACTIONS, _ADD_GESTURES, _V2_REFRESH_GESTURES,

@@ -23,8 +23,8 @@ from server.zoning.compute import present_ids, screen_totals, tune_allocator, zo
 from server.zoning.records import Columns, decode_slots, selection, unpack_columns
 from server.zoning.report import KIND_PATH
 
-# Parts of the one statement below: 0 a block (binary, or hex when migration 4 built it),
-# 1 screenview records (hex), 2 a tvp's zone.
+# Parts of the one statement below: 0 a block (binary), 1 screenview records (hex), 2 a
+# tvp's zone.
 _BLOCKED_DAYS = "b.day >= :from_day AND b.day < min(:to_day, {built_to})"
 _BUILT_TO = f"coalesce((SELECT built_to {_MARK}), 0)"
 _DIRTY_FROM = f"coalesce((SELECT dirty_from {_MARK}), {_BUILT_TO})"
@@ -113,8 +113,6 @@ class _Parts:
         for part, a, b, c in parts:
             if part == 2:
                 self.zone_of[int(a)] = (str(b), str(c))
-            elif isinstance(a, str):  # a block migration 4 made: hex records
-                hexes.append(a.encode())
             elif part == 0:
                 columns.append(unpack_columns(a))
             elif a is not None:

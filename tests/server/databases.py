@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -17,6 +18,7 @@ from pg_cluster import run_sync
 from server.config import Config
 from server.store import make_store
 from server.store.base import Store
+from server.store.sqlite_zoning_file import zoning_file
 
 BACKENDS = ("sqlite", "postgres")
 _names = itertools.count()
@@ -55,8 +57,12 @@ class TestDatabase:
         return make_store(Config(**self.settings, **settings))
 
     def query(self, sql: str, *params: object) -> list[tuple]:
+        """On SQLite, the zoning file is attached (when there is one), as for the store."""
         if self.url is None:
-            with sqlite3.connect(self.path) as conn:  # type: ignore[arg-type]
+            with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:  # type: ignore[arg-type]
+                zoning = zoning_file(str(self.path))
+                if os.path.exists(zoning):
+                    conn.execute("ATTACH DATABASE ? AS zoning", (zoning,))
                 return conn.execute(sql, params).fetchall()
         records = run_sync(self._pg("fetch", _numbered(sql), params))
         return [tuple(record) for record in records]

@@ -81,6 +81,17 @@ def ingest_key(database: TestDatabase, pid: int = 1) -> str:
     return str(key)
 
 
+def zoning_screenviews(port: int, database: TestDatabase, screen: str = "S") -> int:
+    """GET /v1/projects/1/zoning for `screen` with project 1's read key: its screenviews."""
+    ((key,),) = database.query("SELECT read_key FROM projects WHERE pid = 1")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/projects/1/zoning?screen={screen}",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return int(json.loads(resp.read())["screenviews"])
+
+
 def batch(client: int, seq: int, now: int) -> dict:
     """50 taps whose euids name the batch: `c{client}-b{seq}-e{i}`."""
     vo = {"sv": "1", "sb": 1, "av": "1.0", "af": "release", "ab": 1}

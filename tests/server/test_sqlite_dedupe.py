@@ -185,5 +185,5 @@ async def test_migration_6_keeps_the_rows_and_their_rowids(
         before
     )
     assert conn.execute("PRAGMA index_list(events)").fetchall() == []
-    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (6,)
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (7,)
     assert conn.execute("SELECT count(*) FROM events").fetchone() == (22,)

@@ -4,6 +4,7 @@ state (built, lagging, dropped by late events, made by migration 4 as hex)."""
 from __future__ import annotations
 
 import binascii
+import contextlib
 import json
 import random
 import sqlite3
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_zoning import assert_same
-from test_zoning_store import SCREENS, as_json, forget_zoning, open_store
+from test_zoning_store import SCREENS, as_json, open_store
 from zoning_data import (
     SKEW_LIMIT_MS,
     START,
@@ -26,6 +27,7 @@ from zoning_data import (
 from server.ingest import prepare_batch
 from server.store import sqlite_zoning, sqlite_zoning_blocks
 from server.store.base import Store
+from server.store.sqlite_zoning_file import zoning_file
 from server.zoning import ZoningQuery
 from server.zoning.compute import (
     ROW_FIELDS,
@@ -212,7 +214,8 @@ async def check(store: Store, data: DataSet, sent: list[Batch]) -> int:
 
 
 def sqlite_rows(path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(path) as conn:
+    """Rows of the zoning file of the database at `path`."""
+    with contextlib.closing(sqlite3.connect(zoning_file(str(path)))) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -244,30 +247,6 @@ async def test_lagging_and_dropped_blocks_give_the_reference(
         await commit(store, late[:1], rng)
         assert sqlite_rows(path, dirty) == [(0,)]
         assert await check(store, data, batches) > 5
-    finally:
-        await store.close()
-
-
-async def test_migration_4_blocks_are_hex_until_the_writer_makes_them_again(
-    tmp_path: Path,
-) -> None:
-    data = DataSet(seed=4, users=12)
-    path = tmp_path / "z.db"
-    store = await open_store(path)
-    await commit(store, data.batches, random.Random(4))
-    await store.close()
-    # Migrations 2 and 4 again over the stored events: migration 2's hex, then records.
-    forget_zoning(path)
-    store = await open_store(path)
-    try:
-        hex_blocks = "SELECT count(*) FROM zoning_blocks WHERE typeof(data) = 'text'"
-        assert sqlite_rows(path, hex_blocks)[0][0] > 0
-        assert await check(store, data, data.batches) > 5
-        for _ in range(10):  # a few retried batches: each commit makes up to 8 again
-            await commit(store, data.batches[:1], random.Random(0))
-        assert sqlite_rows(path, hex_blocks) == [(0,)]
-        assert sqlite_rows(path, "SELECT count(*) FROM zoning_blocks")[0][0] > 0
-        assert await check(store, data, data.batches) > 5
     finally:
         await store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sqlite3
@@ -23,18 +24,15 @@ from zoning_data import (
 )
 
 from server.ingest import prepare_batch
+from server.store import sqlite_schema as schema
 from server.store.base import Store
 from server.store.sqlite import SqliteStore
 from server.store.sqlite_schema import MIGRATIONS
+from server.store.sqlite_zoning_file import zoning_file
 from server.zoning import ZoningQuery, ZoningReport
 
 SCREENS = ("Home", "Sales", "Cart", "Product detail", "/settings/main")
 PERIODS = ((None, None), (date(2024, 3, 2), date(2024, 3, 4)), (date(2024, 3, 5), None))
-ZONING_TABLES = (
-    "zoning_users", "zoning_sessions", "zoning_tvps", "zoning_transactions", "zoning_gestures",
-    "zoning_screenviews", "zoning_blocks", "zoning_block_marks",
-)  # fmt: skip
-ZONING_MIGRATIONS = (2, 4, 5)  # the zoning tables; their records and day blocks; the trigger
 
 
 def as_json(report: ZoningReport) -> dict:
@@ -46,6 +44,7 @@ def as_json(report: ZoningReport) -> dict:
 async def open_store(path: Path | TestDatabase) -> Store:
     store = SqliteStore(str(path)) if isinstance(path, Path) else path.store()
     await store.open()
+    await store.warm_up()  # what the server does before serving
     if not await store.list_projects():
         await store.create_project("main", pid=1)
         await store.create_project("other", pid=2)
@@ -135,15 +134,12 @@ async def test_two_writers_at_once_give_the_reference(
 
 
 def forget_zoning(path: Path) -> None:
-    """Back to a database of before zoning: its tables gone, migrations 2 and 4 not applied."""
-    with sqlite3.connect(path) as conn:
-        for table in ZONING_TABLES:
-            conn.execute(f"DROP TABLE {table}")
-        for version in ZONING_MIGRATIONS:
-            conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
+    """Remove the zoning file, as if it had been lost: a store folds the events again."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(zoning_file(str(path)) + suffix).unlink(missing_ok=True)
 
 
-async def test_migration_folds_the_events_stored_before_it(tmp_path: Path) -> None:
+async def test_a_lost_zoning_file_is_folded_again(tmp_path: Path) -> None:
     data = DataSet(seed=3, users=12)
     path = tmp_path / "z.db"
     store = await open_store(path)
@@ -155,6 +151,31 @@ async def test_migration_folds_the_events_stored_before_it(tmp_path: Path) -> No
         assert await check_all(store, data, {}) > 10
     finally:
         await store.close()
+
+
+async def test_a_database_from_before_zoning_ends_with_the_zoning_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migrations 2-6 over events stored before them (the zoning tables built in the events
+    file, then converted), then migration 7: those tables gone, the zoning file folded."""
+    data = DataSet(seed=5, users=12)
+    path = tmp_path / "z.db"
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        store = await open_store(path)
+        await commit_in_groups(store, data.batches, random.Random(5))
+        await store.close()
+    forget_zoning(path)
+    store = await open_store(path)
+    try:
+        assert await check_all(store, data, {}) > 10
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (7,)
+    assert not {t for t in tables if t.startswith("zoning")}
+    assert {"events", "target_map", "snapshots"} <= tables
 
 
 def test_the_zoning_migration_is_number_two() -> None:

@@ -1,0 +1,127 @@
+"""The zoning fold on a thread of its own, beside the ingest writer.
+
+After each commit the writer calls `ZoningFolder.start()`, and goes on with the next group:
+the fold and the inserts take different files' write locks (server.store.sqlite_zoning_file)
+and sqlite3 releases the GIL while SQLite works, so they overlap, in one process or across
+workers. An ingest reply waits for its commit's fsync, not for the fold; a zoning query
+waits for it instead: `fresh()` folds every event committed before the query began (in any
+process) before the query reads, so a query made after a reply sees its events. Under load
+the folds that start while one runs coalesce into one, so the fold falls behind by at most
+one fold's worth of events, and a larger fold costs less per event.
+
+A fold covers every event stored before it starts, whoever stored it; `start()` while a fold
+is queued and not yet running adds nothing. A fold that fails is logged and rolled back, and
+the next one takes its events again; a query whose fold failed gets ZoningBehind (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from server.errors import ServiceError
+from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
+from server.store.sqlite_zoning_file import connect, fold_all, zoning_file
+
+log = logging.getLogger(__name__)
+
+
+class ZoningBehind(ServiceError):
+    status = 503
+
+
+class ZoningFolder:
+    """Folds of one events file into its zoning file, in order, on one thread."""
+
+    def __init__(self, db_path: str, cache_kib: int) -> None:
+        self._db = db_path
+        self._cache_kib = cache_kib
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-fold")
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._checkpointer = Checkpointer(zoning_file(db_path))
+        self._starting = threading.Lock()  # start() comes from the writer and the event loop
+        self._last: Future[int] = self._executor.submit(int)
+
+    def open(self) -> None:
+        """Create or migrate the zoning file (any thread, before the first `start`)."""
+        self._lock_fd = os.open(f"{self._db}.zoning-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with self._lock():
+            conn = connect(self._db, self._cache_kib)
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        self._conn = conn
+        self._checkpointer.start()
+
+    def start(self) -> Future[int]:
+        """A fold of what is stored now: the one queued and not started yet, else a new one
+        (the writer thread right after a COMMIT, or a query)."""
+        with self._starting:
+            last = self._last
+            if last.running() or last.done():
+                self._last = last = self._executor.submit(self._fold)
+            return last
+
+    async def fresh(self) -> None:
+        """Fold every event committed before this call (from the event loop)."""
+        try:
+            await asyncio.wrap_future(self.start())
+        except Exception as exc:
+            raise ZoningBehind(
+                "The zoning tables could not be brought up to date with the stored events; "
+                "the server log says why."
+            ) from exc
+
+    async def settled(self) -> None:
+        """Wait for the fold started last; a failure is only logged (its events are stored
+        and the next fold takes them)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(self._last)
+
+    async def catch_up(self) -> int:
+        """Fold every stored event not folded yet (start-up, before serving); returns how
+        many, or raises what the fold raised."""
+        return await asyncio.wrap_future(self._executor.submit(self._fold))
+
+    def _fold(self) -> int:
+        """Fold thread only: the connection is the thread's, and the lock excludes other
+        processes (not threads: a flock belongs to the open file)."""
+        if self._conn is None:
+            raise RuntimeError("zoning folder is not open")
+        try:
+            with self._lock():
+                folded = fold_all(self._conn)
+        except Exception:
+            log.exception("zoning fold failed; the next fold takes its events again")
+            raise
+        self._checkpointer.poke()
+        return folded
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Held around every write transaction of the zoning file; the kernel releases it
+        when its process dies."""
+        if self._lock_fd is None:
+            raise RuntimeError("zoning folder is not open")
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Wait for the folds queued, then close (before the events' writer connection)."""
+        self._executor.shutdown(wait=True)
+        self._checkpointer.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
