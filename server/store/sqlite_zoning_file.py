@@ -175,9 +175,10 @@ def connect(db_path: str, cache_kib: int) -> sqlite3.Connection:
     return conn
 
 
-def fold(conn: sqlite3.Connection, chunk: int = FOLD_CHUNK_EVENTS) -> int:
-    """Fold up to `chunk` stored events past the mark in one transaction (the caller holds
-    the zoning file's lock); returns how many were folded (0: the file is up to date)."""
+def fold(conn: sqlite3.Connection, chunk: int | None = None) -> int:
+    """Fold up to `chunk` (FOLD_CHUNK_EVENTS) stored events past the mark in one transaction
+    (the caller holds the zoning file's lock); returns how many (0: the file is up to date)."""
+    chunk = FOLD_CHUNK_EVENTS if chunk is None else chunk
     conn.execute("BEGIN")
     try:
         done, euid = conn.execute("SELECT event_id, euid FROM zoning_folded").fetchone()
@@ -204,12 +205,13 @@ def fold(conn: sqlite3.Connection, chunk: int = FOLD_CHUNK_EVENTS) -> int:
     return max(upto - done, 0)
 
 
-def fold_all(conn: sqlite3.Connection, chunk: int = FOLD_CHUNK_EVENTS) -> int:
-    """Fold every stored event past the mark, `chunk` per transaction; returns how many."""
+def fold_all(conn: sqlite3.Connection) -> int:
+    """Fold every stored event past the mark, FOLD_CHUNK_EVENTS per transaction; returns
+    how many."""
     total = 0
     started = time.perf_counter()
-    while folded := fold(conn, chunk):
+    while folded := fold(conn):
         total += folded
-        if folded == chunk:
+        if folded == FOLD_CHUNK_EVENTS:
             log.info("zoning: %d events folded (%.1f s)", total, time.perf_counter() - started)
     return total
