@@ -302,7 +302,7 @@ class SqliteStore:
         tables when it returns)."""
         results = await self._commit_group(batches)
         await self._wal.last()
-        await self._folder.settled()
+        await self._folder.fold_quietly()
         return results
 
     async def _commit_group(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
@@ -349,7 +349,7 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
         self._wal.start()
-        self._folder.start()
+        self._folder.start_soon()
         self._dedupe.committed(keys[keep], top + 1)
         self._checkpointer.poke()
         sizes = np.fromiter((len(b.events) for b in batches), np.int64, len(batches))

@@ -43,6 +43,9 @@ SCAN_ROWS = 100_000
 # The recent level merges into the base when it outgrows this, or an eighth of the base:
 # each merge copies the base, so a key is copied about 8 times over its life, not per commit.
 MIN_RECENT = 1 << 16
+# The newest level merges into the recent one past this: a commit of a few hundred events
+# then copies a few thousand keys, not the recent level's tens of thousands.
+NEWEST_MAX = 1 << 12
 # Rowids bound per verifying SELECT (below SQLite's 32,766 variables).
 _VERIFY_CHUNK = 10_000
 # Rows shaped like the writer's event rows: pid and euid first (then the rowid).
@@ -98,17 +101,16 @@ class DedupeIndex:
     """The (pid, euid) keys of the events stored in one SQLite database."""
 
     def __init__(self) -> None:
-        self._base = _Level()
-        self._recent = _Level()
+        self._base, self._recent, self._newest = _Level(), _Level(), _Level()
         self.covered: int | None = None  # every row with a rowid up to this is in; None: unbuilt
 
     def __len__(self) -> int:
-        return self._base.keys.size + self._recent.keys.size
+        return self._base.keys.size + self._recent.keys.size + self._newest.keys.size
 
     def catch_up(self, conn: sqlite3.Connection, top: int) -> None:
         """Add the events with rowids up to `top` (the table's max(rowid)) not yet in."""
         if self.covered is None or top < self.covered:  # unbuilt, or rows were deleted
-            self._base, self._recent = _Level(), _Level()
+            self._base, self._recent, self._newest = _Level(), _Level(), _Level()
             self.covered = 0
         if top == self.covered:
             return
@@ -136,7 +138,11 @@ class DedupeIndex:
         # one ended); stable, so that equal keys keep their order in `events`.
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
-        candidates = self._base.matches(ordered) + self._recent.matches(ordered)
+        candidates = [
+            pair
+            for level in (self._base, self._recent, self._newest)
+            for pair in level.matches(ordered)
+        ]
         if candidates:
             stored = _stored_ids(conn, sorted({row for _, row in candidates}))
             for p, row in candidates:
@@ -154,7 +160,13 @@ class DedupeIndex:
         if keys.size > limit:  # a build or a long catch-up: straight into the base
             self._base.insert(keys, rows)
             return
-        self._recent.insert(keys, rows)
+        if keys.size > NEWEST_MAX:
+            self._recent.insert(keys, rows)
+        else:
+            self._newest.insert(keys, rows)
+            if self._newest.keys.size > NEWEST_MAX:
+                self._recent.insert(self._newest.keys, self._newest.rows)
+                self._newest = _Level()
         if self._recent.keys.size > limit:
             self._base.insert(self._recent.keys, self._recent.rows)
             self._recent = _Level()

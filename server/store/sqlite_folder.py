@@ -1,13 +1,13 @@
 """The zoning fold on a thread of its own, beside the ingest writer.
 
-After each commit the writer calls `ZoningFolder.start()`, and goes on with the next group:
-the fold and the inserts take different files' write locks (server.store.sqlite_zoning_file)
-and sqlite3 releases the GIL while SQLite works, so they overlap, in one process or across
-workers. An ingest reply waits for its commit's fsync, not for the fold; a zoning query
-waits for it instead: `fresh()` folds every event committed before the query began (in any
-process) before the query reads, so a query made after a reply sees its events. Under load
-the folds that start while one runs coalesce into one, so the fold falls behind by at most
-one fold's worth of events, and a larger fold costs less per event.
+After each commit the writer calls `ZoningFolder.start_soon()` and goes on with the next
+group: the fold and the inserts take different files' write locks
+(server.store.sqlite_zoning_file) and sqlite3 releases the GIL while SQLite works, so they
+overlap, in one process or across workers. The fold starts FOLD_DELAY_S after the commit,
+with every commit made meanwhile: a fold of many events costs less per event. An ingest
+reply waits for its commit's fsync, not for the fold; a zoning query waits for it instead:
+`fresh()` folds every event committed before the query began (in any process) before the
+query reads, so a query made after a reply sees its events.
 
 A fold covers every event stored before it starts, whoever stored it; `start()` while a fold
 is queued and not yet running adds nothing. A fold that fails is logged and rolled back, and
@@ -32,6 +32,11 @@ from server.store.sqlite_zoning_file import connect, fold_all, zoning_file
 
 log = logging.getLogger(__name__)
 
+# A commit's fold starts this long after it, with every commit made meanwhile: under load a
+# fold of many events costs less per event than one per commit, and it bounds what a query
+# may have to fold before it reads.
+FOLD_DELAY_S = 0.05
+
 
 class ZoningBehind(ServiceError):
     status = 503
@@ -48,6 +53,8 @@ class ZoningFolder:
         self._lock_fd: int | None = None
         self._checkpointer = Checkpointer(zoning_file(db_path))
         self._starting = threading.Lock()  # start() comes from the writer and the event loop
+        self._timer: threading.Timer | None = None
+        self._closed = False
         self._last: Future[int] = self._executor.submit(int)
 
     def open(self) -> None:
@@ -58,6 +65,22 @@ class ZoningFolder:
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         self._conn = conn
         self._checkpointer.start()
+
+    def start_soon(self) -> None:
+        """Fold in FOLD_DELAY_S unless a fold is already due then (the writer thread, after a
+        COMMIT): the commits of that time make one fold."""
+        with self._starting:
+            if self._timer is None and not self._closed:
+                self._timer = threading.Timer(FOLD_DELAY_S, self._timer_fired)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _timer_fired(self) -> None:
+        with self._starting:
+            self._timer = None
+            if self._closed:
+                return
+        self.start()
 
     def start(self) -> Future[int]:
         """A fold of what is stored now: the one queued and not started yet, else a new one
@@ -78,11 +101,11 @@ class ZoningFolder:
                 "the server log says why."
             ) from exc
 
-    async def settled(self) -> None:
-        """Wait for the fold started last; a failure is only logged (its events are stored
-        and the next fold takes them)."""
+    async def fold_quietly(self) -> None:
+        """Fold every event committed before this call; a failure is only logged (the
+        events are stored, and the next fold takes them)."""
         with contextlib.suppress(Exception):
-            await asyncio.wrap_future(self._last)
+            await asyncio.wrap_future(self.start())
 
     async def catch_up(self) -> int:
         """Fold every stored event not folded yet (start-up, before serving); returns how
@@ -116,7 +139,15 @@ class ZoningFolder:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Wait for the folds queued, then close (before the events' writer connection)."""
+        """Fold what is left, then close (before the events' writer connection)."""
+        with self._starting:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # logged by _fold
+                self._executor.submit(self._fold).result()
         self._executor.shutdown(wait=True)
         self._checkpointer.close()
         if self._conn is not None:

@@ -75,7 +75,8 @@ def test_a_failed_update_after_a_commit_rebuilds_the_index(
 
 
 def test_keys_stay_found_across_merges_of_the_levels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dedupe, "MIN_RECENT", 8)
+    monkeypatch.setattr(dedupe, "MIN_RECENT", 20)
+    monkeypatch.setattr(dedupe, "NEWEST_MAX", 10)  # 7 keys a commit: every kind of merge
     conn = table([])
     index = DedupeIndex()
     index.catch_up(conn, 0)
