@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import functools
 import itertools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -21,6 +19,7 @@ import numpy as np
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
 from server.store.base import Project, ProjectExists
+from server.store.file_lock import FileLock
 from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
 from server.store.sqlite_bulk import insert_rows, with_batch_ids
@@ -66,7 +65,7 @@ def _holding_write_lock(
 
     @functools.wraps(method)
     def locked(self: SqliteStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        with self._write_lock():
+        with self._writer_lock.held():
             return method(self, *args, **kwargs)
 
     return locked
@@ -104,7 +103,8 @@ class SqliteStore:
         self._cache_kib = cache_mib * 1024
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-sqlite")
         self._wconn: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
+        # Held from before BEGIN IMMEDIATE until after COMMIT or ROLLBACK (writer thread).
+        self._writer_lock = FileLock(f"{path}.writer-lock")
         self._rconn: aiosqlite.Connection | None = None
         self._checkpointer = Checkpointer(path)
         self._dedupe = DedupeIndex()  # the writer thread's; built by warm_up or the first write
@@ -165,9 +165,7 @@ class SqliteStore:
         if self._wconn is not None:
             await self._in_writer(self._wconn.close)
             self._wconn = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._writer_lock.close()
         self._executor.shutdown(wait=True)
         self._wal.close()
 
@@ -180,25 +178,11 @@ class SqliteStore:
         conn.execute(f"PRAGMA cache_size = -{self._cache_kib}")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-        self._lock_fd = os.open(f"{self.path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o644)
-        with self._write_lock():
+        self._writer_lock.open()
+        with self._writer_lock.held():
             migrate(conn)
             self._wal.sync_now()
         self._wconn = conn
-
-    @contextlib.contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        """Held from before BEGIN IMMEDIATE until after COMMIT or ROLLBACK (writer thread).
-
-        The kernel releases it when its process dies, even by kill -9.
-        """
-        if self._lock_fd is None:
-            raise RuntimeError("store is not open")
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     async def _in_writer(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from server.errors import ServiceError
+from server.store.file_lock import FileLock
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from server.store.sqlite_zoning_file import connect, fold_all, zoning_file
 
@@ -50,7 +48,7 @@ class ZoningFolder:
         self._cache_kib = cache_kib
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-fold")
         self._conn: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
+        self._lock = FileLock(f"{db_path}.zoning-lock")  # around every zoning write
         self._checkpointer = Checkpointer(zoning_file(db_path))
         self._starting = threading.Lock()  # start() comes from the writer and the event loop
         self._timer: threading.Timer | None = None
@@ -59,8 +57,8 @@ class ZoningFolder:
 
     def open(self) -> None:
         """Create or migrate the zoning file (any thread, before the first `start`)."""
-        self._lock_fd = os.open(f"{self._db}.zoning-lock", os.O_RDWR | os.O_CREAT, 0o644)
-        with self._lock():
+        self._lock.open()
+        with self._lock.held():
             conn = connect(self._db, self._cache_kib)
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         self._conn = conn
@@ -118,25 +116,13 @@ class ZoningFolder:
         if self._conn is None:
             raise RuntimeError("zoning folder is not open")
         try:
-            with self._lock():
+            with self._lock.held():
                 folded = fold_all(self._conn)
         except Exception:
             log.exception("zoning fold failed; the next fold takes its events again")
             raise
         self._checkpointer.poke()
         return folded
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        """Held around every write transaction of the zoning file; the kernel releases it
-        when its process dies."""
-        if self._lock_fd is None:
-            raise RuntimeError("zoning folder is not open")
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Fold what is left, then close (before the events' writer connection)."""
@@ -153,6 +139,4 @@ class ZoningFolder:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.close()
