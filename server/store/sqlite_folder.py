@@ -76,8 +76,6 @@ class ZoningFolder:
     def _timer_fired(self) -> None:
         with self._starting:
             self._timer = None
-            if self._closed:
-                return
         self.start()
 
     def start(self) -> Future[int]:
@@ -85,7 +83,7 @@ class ZoningFolder:
         (the writer thread right after a COMMIT, or a query)."""
         with self._starting:
             last = self._last
-            if last.running() or last.done():
+            if (last.running() or last.done()) and not self._closed:
                 self._last = last = self._executor.submit(self._fold)
             return last
 

@@ -189,6 +189,7 @@ def fold(conn: sqlite3.Connection, chunk: int | None = None) -> int:
             )  # fmt: skip
             for table in _DERIVED_TABLES:
                 conn.execute(f"DELETE FROM {table}")
+            conn.execute("UPDATE zoning_folded SET event_id = 0, euid = NULL")
             done = 0
         upto = min(last_event_id(conn), done + chunk)
         if upto > done:
@@ -202,7 +203,7 @@ def fold(conn: sqlite3.Connection, chunk: int | None = None) -> int:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return max(upto - done, 0)
+    return upto - done
 
 
 def fold_all(conn: sqlite3.Connection) -> int:

@@ -159,3 +159,22 @@ async def test_a_zoning_file_ahead_of_the_events_is_folded_again(tmp_path: Path)
         assert again["zoning_users"] == expected["zoning_users"]
     finally:
         await store.close()
+
+
+async def test_a_zoning_file_of_events_all_lost_is_emptied(tmp_path: Path) -> None:
+    data = DataSet(seed=15, users=4)
+    path = tmp_path / "z.db"
+    store = await open_store(path)
+    await commit(store, data.batches, random.Random(15))
+    await store.close()
+    assert zoning_rows(path)["zoning_users"]
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        for table in ("events", "quarantine", "batches"):
+            conn.execute(f"DELETE FROM {table}")
+    store = await open_store(path)
+    try:
+        assert zoning_rows(path) == {table: [] for table in ROLLUPS} | {"mark": [(0, None)]}
+        report = await store.zoning(ZoningQuery(1, "Sales"))
+        assert (report.screenviews, report.zones) == (0, [])
+    finally:
+        await store.close()
