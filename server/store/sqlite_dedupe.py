@@ -105,7 +105,10 @@ class DedupeIndex:
         self.covered: int | None = None  # every row with a rowid up to this is in; None: unbuilt
 
     def __len__(self) -> int:
-        return self._base.keys.size + self._recent.keys.size + self._newest.keys.size
+        return sum(level.keys.size for level in self._levels())
+
+    def _levels(self) -> tuple[_Level, _Level, _Level]:
+        return self._base, self._recent, self._newest
 
     def catch_up(self, conn: sqlite3.Connection, top: int) -> None:
         """Add the events with rowids up to `top` (the table's max(rowid)) not yet in."""
@@ -138,11 +141,7 @@ class DedupeIndex:
         # one ended); stable, so that equal keys keep their order in `events`.
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
-        candidates = [
-            pair
-            for level in (self._base, self._recent, self._newest)
-            for pair in level.matches(ordered)
-        ]
+        candidates = [pair for level in self._levels() for pair in level.matches(ordered)]
         if candidates:
             stored = _stored_ids(conn, sorted({row for _, row in candidates}))
             for p, row in candidates:

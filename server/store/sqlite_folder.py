@@ -53,7 +53,8 @@ class ZoningFolder:
         self._starting = threading.Lock()  # start() comes from the writer and the event loop
         self._timer: threading.Timer | None = None
         self._closed = False
-        self._last: Future[int] = self._executor.submit(int)
+        self._last: Future[int] = Future()  # the last fold started: none yet
+        self._last.set_result(0)
 
     def open(self) -> None:
         """Create or migrate the zoning file (any thread, before the first `start`)."""
@@ -98,10 +99,10 @@ class ZoningFolder:
             ) from exc
 
     async def fold_quietly(self) -> None:
-        """Fold every event committed before this call; a failure is only logged (the
-        events are stored, and the next fold takes them)."""
-        with contextlib.suppress(Exception):
-            await asyncio.wrap_future(self.start())
+        """`fresh()`, but a failure is only logged (the events are stored, and the next fold
+        takes them)."""
+        with contextlib.suppress(ZoningBehind):
+            await self.fresh()
 
     async def catch_up(self) -> int:
         """Fold every stored event not folded yet (start-up, before serving); returns how

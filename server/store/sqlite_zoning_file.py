@@ -175,10 +175,9 @@ def connect(db_path: str, cache_kib: int) -> sqlite3.Connection:
     return conn
 
 
-def fold(conn: sqlite3.Connection, chunk: int | None = None) -> int:
-    """Fold up to `chunk` (FOLD_CHUNK_EVENTS) stored events past the mark in one transaction
-    (the caller holds the zoning file's lock); returns how many (0: the file is up to date)."""
-    chunk = FOLD_CHUNK_EVENTS if chunk is None else chunk
+def fold(conn: sqlite3.Connection) -> int:
+    """Fold up to FOLD_CHUNK_EVENTS stored events past the mark in one transaction (the
+    caller holds the zoning file's lock); returns how many (0: the file is up to date)."""
     conn.execute("BEGIN")
     try:
         done, euid = conn.execute("SELECT event_id, euid FROM zoning_folded").fetchone()
@@ -191,7 +190,7 @@ def fold(conn: sqlite3.Connection, chunk: int | None = None) -> int:
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("UPDATE zoning_folded SET event_id = 0, euid = NULL")
             done = 0
-        upto = min(last_event_id(conn), done + chunk)
+        upto = min(last_event_id(conn), done + FOLD_CHUNK_EVENTS)
         if upto > done:
             update_zoning(conn, done, upto)
             mark = conn.execute(_EVENT_AT_OR_BEFORE, (upto,)).fetchone()
