@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
-import numpy as np
 
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
@@ -43,6 +42,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 
+# The first batch_id of a write transaction and its events' last_event_id(), in one statement.
+_NEXT_IDS = (
+    "SELECT (SELECT coalesce(max(batch_id), 0) + 1 FROM batches), "
+    "(SELECT coalesce(max(rowid), 0) FROM events)"
+)
 _PROJECT_COLUMNS = "pid, name, ingest_key, read_key, batch_size, tracking_enabled"
 
 
@@ -312,16 +316,14 @@ class SqliteStore:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            (first_id,) = conn.execute(
-                "SELECT coalesce(max(batch_id), 0) + 1 FROM batches"
-            ).fetchone()
-            top = last_event_id(conn)
+            first_id, top = conn.execute(_NEXT_IDS).fetchone()
             self._dedupe.catch_up(conn, top)
             ids = range(first_id, first_id + len(batches))
             insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
             events = with_batch_ids(ids, [b.events for b in batches])
             keep, keys = self._dedupe.fresh(conn, events)
-            new = list(itertools.compress(events, keep.tolist()))
+            kept = keep.tolist()
+            new = list(itertools.compress(events, kept))
             insert_rows(conn, *INSERT_EVENT, new)
             if last_event_id(conn) != top + len(new):  # what committed() relies on
                 raise sqlite3.IntegrityError("The new events did not get consecutive rowids.")
@@ -336,11 +338,11 @@ class SqliteStore:
         self._folder.start_soon()
         self._dedupe.committed(keys[keep], top + 1)
         self._checkpointer.poke()
-        sizes = np.fromiter((len(b.events) for b in batches), np.int64, len(batches))
-        kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))  # kept before each event
-        ends = np.cumsum(sizes)
-        stored = kept[ends] - kept[ends - sizes]
-        return [
-            IngestResult(accepted=int(n), duplicates=len(b.events) - int(n))
-            for n, b in zip(stored, batches)
-        ]
+        results = []
+        start = 0
+        for batch in batches:
+            end = start + len(batch.events)
+            accepted = sum(kept[start:end])
+            results.append(IngestResult(accepted=accepted, duplicates=end - start - accepted))
+            start = end
+        return results

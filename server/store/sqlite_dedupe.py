@@ -16,6 +16,10 @@ to in rowid order only, and the writer finds duplicates here instead:
   adds the rows another process (`serve --workers N`) appended since, and `committed`
   after its own COMMIT. Rowids only grow: a new row gets max(rowid) + 1 (the zoning fold
   relies on the same rule).
+- the keys sit in levels of growing size: the newest few thousand in a dict (key -> rowid),
+  where a commit adds its keys in microseconds, then two levels of sorted arrays that the
+  dict is sorted into once it is full (merging each commit's keys into sorted arrays with
+  np.insert cost 36-170 µs a commit, most of it numpy's per-call overhead).
 
 Only the writer thread uses an index; it is not thread-safe.
 """
@@ -43,9 +47,9 @@ SCAN_ROWS = 100_000
 # The recent level merges into the base when it outgrows this, or an eighth of the base:
 # each merge copies the base, so a key is copied about 8 times over its life, not per commit.
 MIN_RECENT = 1 << 16
-# The newest level merges into the recent one past this: a commit of a few hundred events
-# then copies a few thousand keys, not the recent level's tens of thousands.
-NEWEST_MAX = 1 << 12
+# The newest keys (a dict) are sorted into the recent level past this: the recent level is
+# copied once per this many keys, not once per commit.
+NEWEST_MAX = 1 << 14
 # Rowids bound per verifying SELECT (below SQLite's 32,766 variables).
 _VERIFY_CHUNK = 10_000
 # Rows shaped like the writer's event rows: pid and euid first (then the rowid).
@@ -101,19 +105,17 @@ class DedupeIndex:
     """The (pid, euid) keys of the events stored in one SQLite database."""
 
     def __init__(self) -> None:
-        self._base, self._recent, self._newest = _Level(), _Level(), _Level()
+        self._base, self._recent = _Level(), _Level()
+        self._newest: dict[int, int] = {}  # key -> rowid
         self.covered: int | None = None  # every row with a rowid up to this is in; None: unbuilt
 
     def __len__(self) -> int:
-        return sum(level.keys.size for level in self._levels())
-
-    def _levels(self) -> tuple[_Level, _Level, _Level]:
-        return self._base, self._recent, self._newest
+        return self._base.keys.size + self._recent.keys.size + len(self._newest)
 
     def catch_up(self, conn: sqlite3.Connection, top: int) -> None:
         """Add the events with rowids up to `top` (the table's max(rowid)) not yet in."""
         if self.covered is None or top < self.covered:  # unbuilt, or rows were deleted
-            self._base, self._recent, self._newest = _Level(), _Level(), _Level()
+            self._base, self._recent, self._newest = _Level(), _Level(), {}
             self.covered = 0
         if top == self.covered:
             return
@@ -141,11 +143,17 @@ class DedupeIndex:
         # one ended); stable, so that equal keys keep their order in `events`.
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
-        candidates = [pair for level in self._levels() for pair in level.matches(ordered)]
+        candidates = [  # (event, stored rowid)
+            (int(order[p]), row)
+            for level in (self._base, self._recent)
+            for p, row in level.matches(ordered)
+        ]
+        if self._newest:
+            found = map(self._newest.get, keys.tolist())
+            candidates += [(i, row) for i, row in enumerate(found) if row is not None]
         if candidates:
             stored = _stored_ids(conn, sorted({row for _, row in candidates}))
-            for p, row in candidates:
-                i = int(order[p])
+            for i, row in candidates:
                 if stored.get(row) == events[i][:2]:
                     keep[i] = False
         _drop_repeats(order, ordered, events, keep)
@@ -153,19 +161,30 @@ class DedupeIndex:
 
     def add(self, keys: Keys, rows: Ints) -> None:
         """Add stored events: their keys and rowids, in any order."""
+        if keys.size <= NEWEST_MAX:
+            new = dict(zip(keys.tolist(), rows.tolist()))
+            # A key equal to another (two euids' keys collide) goes to the sorted levels,
+            # which keep every copy; the dict keeps one rowid per key.
+            if len(new) == keys.size and self._newest.keys().isdisjoint(new):
+                self._newest.update(new)
+                if len(self._newest) > NEWEST_MAX:
+                    newest = self._newest
+                    self._add_sorted(
+                        np.fromiter(newest.keys(), np.uint64, len(newest)),
+                        np.fromiter(newest.values(), np.int64, len(newest)),
+                    )
+                    self._newest = {}  # only once they are in (a failure leaves two copies)
+                return
+        self._add_sorted(keys, rows)
+
+    def _add_sorted(self, keys: Keys, rows: Ints) -> None:
         order = np.argsort(keys)
         keys, rows = keys[order], rows[order]
         limit = max(MIN_RECENT, self._base.keys.size >> 3)
         if keys.size > limit:  # a build or a long catch-up: straight into the base
             self._base.insert(keys, rows)
             return
-        if keys.size > NEWEST_MAX:
-            self._recent.insert(keys, rows)
-        else:
-            self._newest.insert(keys, rows)
-            if self._newest.keys.size > NEWEST_MAX:
-                self._recent.insert(self._newest.keys, self._newest.rows)
-                self._newest = _Level()
+        self._recent.insert(keys, rows)
         if self._recent.keys.size > limit:
             self._base.insert(self._recent.keys, self._recent.rows)
             self._recent = _Level()

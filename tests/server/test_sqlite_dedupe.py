@@ -47,6 +47,23 @@ def test_every_key_colliding_still_dedupes_exactly(monkeypatch: pytest.MonkeyPat
     assert fresh(DedupeIndex(), conn, ids) == [True, False, False, True, False]
 
 
+def test_a_commit_colliding_with_the_newest_keys_keeps_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The newest keys are a dict (one rowid per key): a committed key equal to one of them
+    goes to the sorted levels instead, and both rowids stay candidates."""
+    monkeypatch.setattr(dedupe, "hash", lambda euid: 7, raising=False)
+    conn = table([])
+    index = DedupeIndex()
+    index.catch_up(conn, 0)
+    for rowid, euid in enumerate(["a", "b", "c"], start=1):
+        conn.execute("INSERT INTO events (pid, euid) VALUES (1, ?)", (euid,))
+        index.committed(dedupe.event_keys([(1, euid)]), rowid)
+    assert len(index) == 3 and index.covered == 3
+    ids = [(1, "a"), (1, "b"), (1, "c"), (1, "d")]
+    assert fresh(index, conn, ids) == [False, False, False, True]
+
+
 def test_catch_up_adds_rows_appended_by_another_writer() -> None:
     conn = table([(1, "a")])
     index = DedupeIndex()
