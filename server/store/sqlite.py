@@ -29,6 +29,7 @@ from server.store.sqlite_schema import (
     INSERT_BATCH,
     INSERT_EVENT,
     INSERT_QUARANTINE,
+    LAST_EVENT_ID,
     last_event_id,
     migrate,
 )
@@ -44,8 +45,7 @@ P = ParamSpec("P")
 
 # The first batch_id of a write transaction and its events' last_event_id(), in one statement.
 _NEXT_IDS = (
-    "SELECT (SELECT coalesce(max(batch_id), 0) + 1 FROM batches), "
-    "(SELECT coalesce(max(rowid), 0) FROM events)"
+    f"SELECT (SELECT coalesce(max(batch_id), 0) + 1 FROM batches), ({LAST_EVENT_ID})"
 )
 _PROJECT_COLUMNS = "pid, name, ingest_key, read_key, batch_size, tracking_enabled"
 

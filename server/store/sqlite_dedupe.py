@@ -16,10 +16,11 @@ to in rowid order only, and the writer finds duplicates here instead:
   adds the rows another process (`serve --workers N`) appended since, and `committed`
   after its own COMMIT. Rowids only grow: a new row gets max(rowid) + 1 (the zoning fold
   relies on the same rule).
-- the keys sit in levels of growing size: the newest few thousand in a dict (key -> rowid),
-  where a commit adds its keys in microseconds, then two levels of sorted arrays that the
-  dict is sorted into once it is full (merging each commit's keys into sorted arrays with
-  np.insert cost 36-170 µs a commit, most of it numpy's per-call overhead).
+- the keys sit in levels of growing size: the newest (up to NEWEST_MAX) in a dict
+  (key -> rowid), where a commit adds its keys in microseconds, then two levels of sorted
+  arrays that the dict is sorted into once it is full (merging each commit's keys into
+  sorted arrays with np.insert cost 36-170 µs a commit, most of it numpy's per-call
+  overhead).
 
 Only the writer thread uses an index; it is not thread-safe.
 """

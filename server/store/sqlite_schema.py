@@ -254,11 +254,15 @@ INSERT_QUARANTINE = (
 )
 
 
+# The rowid of the newest stored event (0 for none), as a query of its own or a subquery.
+LAST_EVENT_ID = "SELECT coalesce(max(rowid), 0) FROM events"
+
+
 def last_event_id(conn: sqlite3.Connection) -> int:
     """The rowid of the newest stored event (0 for none). A new row gets max(rowid) + 1
     while that is below 2**63 - 1, so the events of a transaction are the rowids after the
     value read at its start."""
-    (top,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
+    (top,) = conn.execute(LAST_EVENT_ID).fetchone()
     return int(top)
 
 
