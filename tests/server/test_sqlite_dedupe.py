@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -16,6 +20,8 @@ import server.store.sqlite_schema as schema
 from server.ingest import PreparedBatch, prepare_batch
 from server.store.sqlite import SqliteStore
 from server.store.sqlite_dedupe import DedupeIndex
+
+T = TypeVar("T")
 
 SKEW_LIMIT_MS = 10**15  # the seed batch's times are years old: no clamping here
 
@@ -91,22 +97,119 @@ def test_a_failed_update_after_a_commit_rebuilds_the_index(
     assert index.covered == 2 and len(index) == 2
 
 
-def test_keys_stay_found_across_merges_of_the_levels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dedupe, "MIN_RECENT", 20)
-    monkeypatch.setattr(dedupe, "NEWEST_MAX", 10)  # 7 keys a commit: every kind of merge
-    conn = table([])
-    index = DedupeIndex()
-    index.catch_up(conn, 0)
-    stored: list[tuple[int, str]] = []
-    for commit in range(12):
-        ids = [(1 + i % 3, f"e{commit}-{i}") for i in range(7)]
+class Inline(Executor):
+    """Runs each merge at once, in the caller; the first `fail` merges raise MemoryError."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.merges = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self.merges += 1
+        if self.merges <= self.fail:
+            future.set_exception(MemoryError())
+        else:
+            future.set_result(fn(*args, **kwargs))
+        return future
+
+
+class Gated(Executor):
+    """Runs each merge on a thread of its own once `gate` is set."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+
+        def run() -> None:
+            self.gate.wait()
+            future.set_result(fn(*args, **kwargs))
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+
+def commit_more(
+    index: DedupeIndex, conn: sqlite3.Connection, stored: list[tuple[int, str]], commits: int
+) -> None:
+    """`commits` commits of 7 new events each, each checked against all events stored
+    before (`stored`, which they join)."""
+    for _ in range(commits):
+        ids = [(1 + i % 3, f"e{len(stored) + i}") for i in range(7)]
         assert fresh(index, conn, ids + stored) == [True] * 7 + [False] * len(stored)
         first = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM events").fetchone()[0]
         conn.executemany("INSERT INTO events (pid, euid) VALUES (?, ?)", ids)
         index.committed(dedupe.event_keys(ids), first)
         stored += ids
+
+
+def new_index(merges: Executor | None = None) -> tuple[DedupeIndex, sqlite3.Connection]:
+    conn = table([])
+    index = DedupeIndex() if merges is None else DedupeIndex(merges)
+    index.catch_up(conn, 0)
+    return index, conn
+
+
+@pytest.fixture
+def small_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dicts sealed past 10 keys (two commits of 7), the middle level merged past 20."""
+    monkeypatch.setattr(dedupe, "MIN_MIDDLE", 20)
+    monkeypatch.setattr(dedupe, "NEWEST_MAX", 10)
+
+
+@pytest.mark.usefixtures("small_levels")
+def test_keys_stay_found_across_merges_of_the_levels() -> None:
+    merges = Inline()
+    index, conn = new_index(merges)
+    stored: list[tuple[int, str]] = []
+    commit_more(index, conn, stored, 12)
     assert index.covered == 84 and len(index) == 84
-    assert fresh(DedupeIndex(), conn, stored) == [False] * 84  # rebuilt from the table
+    # Every second commit seals the dict; each merge is swapped in by the next commit, and
+    # every second one merges the middle level into the base. The last waits for a commit.
+    assert merges.merges == 6 and not index._newest and len(index._sealed) == 1
+    assert (index._base.keys.size, index._middle.keys.size) == (56, 14)
+    assert fresh(DedupeIndex(merges), conn, stored) == [False] * 84  # rebuilt from the table
+
+
+@pytest.mark.usefixtures("small_levels")
+def test_keys_stay_found_across_merges_on_the_merge_thread() -> None:
+    index, conn = new_index()  # the process's merge thread
+    stored: list[tuple[int, str]] = []
+    commit_more(index, conn, stored, 30)
+    assert index.covered == 210 and len(index) == 210
+    assert fresh(index, conn, stored + [(1, "new")]) == [False] * 210 + [True]
+
+
+@pytest.mark.usefixtures("small_levels")
+def test_commits_go_on_while_a_merge_runs() -> None:
+    merges = Gated()
+    index, conn = new_index(merges)
+    stored: list[tuple[int, str]] = []
+    commit_more(index, conn, stored, 6)  # the first merge waits at the gate
+    assert index.merging and len(index._sealed) == 3 and len(index) == 42
+    merging = index._merging
+    assert merging is not None
+    merges.gate.set()
+    merging[0].result(timeout=10)
+    commit_more(index, conn, stored, 1)  # swaps the first merge in, starts the next
+    assert len(index._sealed) == 2 and index._middle.keys.size == 14 and len(index) == 49
+    assert fresh(index, conn, stored + [(1, "new")]) == [False] * 49 + [True]
+
+
+@pytest.mark.usefixtures("small_levels")
+def test_a_failed_merge_keeps_the_sealed_keys_and_is_tried_again() -> None:
+    merges = Inline(fail=1)
+    index, conn = new_index(merges)
+    stored: list[tuple[int, str]] = []
+    commit_more(index, conn, stored, 3)  # 14 keys sealed; their merge failed
+    assert merges.merges == 1 and len(index._sealed) == 1 and not index.merging
+    assert index._base.keys.size == index._middle.keys.size == 0
+    assert fresh(index, conn, stored) == [False] * 21
+    commit_more(index, conn, stored, 2)  # the next seal merges both sealed dicts
+    assert merges.merges == 2 and not index._sealed and index._base.keys.size == 28
+    assert len(index) == 35 and fresh(index, conn, stored) == [False] * 35
 
 
 def seed_body(suffix: str) -> bytes:
