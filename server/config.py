@@ -28,6 +28,11 @@ class Config:
         "Server processes sharing the port (SO_REUSEPORT); 0 means one per CPU core "
         "(os.cpu_count()).",
     )
+    pin_workers: bool = _setting(
+        True,
+        "With 2 or more workers and no more workers than usable CPUs, run worker i on CPU i "
+        "only (its threads then hand work to each other on one core).",
+    )
     max_body_bytes: int = _setting(1 * MIB, "Largest request body as sent (compressed).")
     max_inflated_bytes: int = _setting(8 * MIB, "Largest request body after gzip inflation.")
     max_batch_events: int = _setting(1000, "Most events in one batch (`pl`).")

@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
 
 import msgspec
@@ -41,7 +41,15 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def supervise(config: Config, count: int) -> int:
     """Run `count` workers until SIGINT or SIGTERM; 0 when every worker stopped cleanly."""
     asyncio.run(_prepare(config))
-    return _Supervisor(config, count).run()
+    return _Supervisor(config, count, worker_cpus(config, count)).run()
+
+
+def worker_cpus(config: Config, count: int) -> list[int] | None:
+    """The CPU of each of `count` workers, or None when they are not pinned."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not config.pin_workers or not 2 <= count <= len(cpus):
+        return None
+    return cpus[:count]
 
 
 async def _prepare(config: Config) -> None:
@@ -55,9 +63,10 @@ async def _prepare(config: Config) -> None:
 
 
 class _Supervisor:
-    def __init__(self, config: Config, count: int) -> None:
+    def __init__(self, config: Config, count: int, cpus: list[int] | None) -> None:
         self._config = config
         self._count = count
+        self._cpus = cpus
         self._workers: dict[int, subprocess.Popen[bytes]] = {}  # slot -> process
         self._stop_requested = False
         self._stopping = False
@@ -96,18 +105,21 @@ class _Supervisor:
             self._stop_requested = True
 
     def _start(self, slot: int) -> None:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server.workers", str(os.getpid())],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
+        cpu = None if self._cpus is None else self._cpus[slot]
+        with _running_on(cpu):  # a child process starts with its parent's affinity
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "server.workers", str(os.getpid())],
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+            )
         assert proc.stdin is not None
         # On stdin, not argv or the environment: a database URL may hold a password. (A
         # worker dead before reading it is reaped like any other.)
         with contextlib.suppress(BrokenPipeError), proc.stdin:
             proc.stdin.write(msgspec.json.encode(self._config))
         self._workers[slot] = proc
-        log.info("started worker %d (pid %d)", slot + 1, proc.pid)
+        where = "" if cpu is None else f" on CPU {cpu}"
+        log.info("started worker %d (pid %d)%s", slot + 1, proc.pid, where)
 
     def _stop(self) -> None:
         self._stopping = True
@@ -135,6 +147,20 @@ class _Supervisor:
             else:
                 log.error("%s; starting a replacement", what)
                 self._start(slot)
+
+
+@contextlib.contextmanager
+def _running_on(cpu: int | None) -> Iterator[None]:
+    """The calling thread runs on `cpu` only for the block (nothing when None)."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _describe(code: int) -> str:

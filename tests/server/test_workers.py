@@ -23,6 +23,28 @@ from serving import (
 )
 
 from server.config import Config
+from server.workers import worker_cpus
+
+
+def thread_cpus(pid: int) -> list[int]:
+    """The CPUs the threads of process `pid` may run on (all of them alike)."""
+    each = {
+        frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")
+    }
+    assert len(each) == 1, f"threads of {pid} differ: {each}"
+    return sorted(each.pop())
+
+
+def test_workers_are_pinned_one_per_cpu_when_there_are_enough(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5, 2, 7, 3})
+    assert worker_cpus(Config(), 2) == [2, 3]
+    assert worker_cpus(Config(), 4) == [2, 3, 5, 7]
+    assert worker_cpus(Config(), 5) is None  # more workers than CPUs: the kernel places them
+    assert worker_cpus(Config(), 1) is None  # one worker keeps every core for its threads
+    assert worker_cpus(Config(pin_workers=False), 2) is None
+    assert Config.from_env({"TAPZONE_PIN_WORKERS": "off"}).pin_workers is False
 
 
 def test_zero_workers_means_one_per_core() -> None:
@@ -44,6 +66,13 @@ def test_two_workers_store_every_acknowledged_event_exactly_once(
         key = ingest_key(db)
         with Load(port, key, clients=8) as load:
             load.wait_for(200)
+        # Every thread of a worker (started by now: writer, fsync, fold, checkpoints) on
+        # its CPU; both unpinned where the machine has one CPU.
+        cpus = worker_cpus(Config(), 2)
+        everywhere = sorted(os.sched_getaffinity(0))
+        assert sorted(thread_cpus(pid) for pid in children(proc.pid)) == (
+            [everywhere, everywhere] if cpus is None else [[cpu] for cpu in cpus]
+        )
         assert len(load.acked) == len(load.sent)  # every request answered 200
         assert stored_batches(db) == {batch: 50 for batch in load.acked}
         n = len(load.acked)
@@ -83,12 +112,14 @@ def test_a_killed_worker_is_replaced_and_nothing_acknowledged_is_lost(
         with Load(port, ingest_key(db), keep_going=True) as load:
             load.wait_for(60)
             before = children(proc.pid)
+            killed_cpus = thread_cpus(before[0])
             os.kill(before[0], signal.SIGKILL)
             deadline = time.monotonic() + 10
             while len(now := children(proc.pid)) != 2 or before[0] in now:
                 assert time.monotonic() < deadline, f"no replacement: {now}"
                 time.sleep(0.05)
             assert before[1] in now
+            assert thread_cpus(next(p for p in now if p != before[1])) == killed_cpus
             load.wait_for(len(load.acked) + 60)
             assert healthz(port) == 200
         proc.send_signal(signal.SIGTERM)
