@@ -335,7 +335,7 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
         self._wal.start()
-        self._folder.start_soon()
+        self._folder.start_soon(top + len(new))
         self._dedupe.committed(keys[keep], top + 1)
         self._checkpointer.poke()
         results = []

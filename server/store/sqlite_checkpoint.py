@@ -15,6 +15,8 @@ import logging
 import sqlite3
 import threading
 
+from server.store.background import lower_priority
+
 log = logging.getLogger(__name__)
 
 # The writer connection's wal_autocheckpoint: only if this thread falls far behind.
@@ -48,6 +50,7 @@ class Checkpointer:
             self._thread.join()
 
     def _run(self) -> None:
+        lower_priority()
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 100")

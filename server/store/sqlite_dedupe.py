@@ -40,6 +40,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from server.store.background import lower_priority
+
 Keys = np.ndarray[Any, np.dtype[np.uint64]]
 Ints = np.ndarray[Any, np.dtype[np.int64]]
 Mask = np.ndarray[Any, np.dtype[np.bool_]]
@@ -117,7 +119,9 @@ class _Level:
 Sealed: TypeAlias = "dict[int, int] | _Level"
 
 # The merges of every index of this process, one at a time.
-_MERGES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-dedupe-merge")
+_MERGES = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="tapzone-dedupe-merge", initializer=lower_priority
+)
 
 
 def _merge(base: _Level, middle: _Level, sealed: Sequence[Sealed]) -> tuple[_Level, _Level]:

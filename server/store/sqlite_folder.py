@@ -1,7 +1,7 @@
 """The zoning fold on a thread of its own, beside the ingest writer.
 
-After each commit the writer calls `ZoningFolder.start_soon()` and goes on with the next
-group: the fold and the inserts take different files' write locks
+After each commit the writer calls `ZoningFolder.start_soon(stored)` and goes on with the
+next group: the fold and the inserts take different files' write locks
 (server.store.sqlite_zoning_file) and sqlite3 releases the GIL while SQLite works, so they
 overlap, in one process or across workers. The fold starts FOLD_DELAY_S after the commit,
 with every commit made meanwhile: a fold of many events costs less per event. An ingest
@@ -10,7 +10,11 @@ reply waits for its commit's fsync, not for the fold; a zoning query waits for i
 query reads, so a query made after a reply sees its events.
 
 A fold covers every event stored before it starts, whoever stored it; `start()` while a fold
-is queued and not yet running adds nothing. A fold that fails is logged and rolled back, and
+is queued and not yet running adds nothing. The folds after commits run on a thread of lower
+CPU priority (server.store.background) while fewer than FOLD_LAG_EVENTS events wait for
+them: they then take the time the request path leaves. Past that (a load the fold cannot
+follow at that priority), and for a query, a fold runs on a thread of normal priority, so
+the rollups never fall behind without bound. A fold that fails is logged and rolled back, and
 the next one takes its events again; a query whose fold failed gets ZoningBehind (503).
 """
 
@@ -21,12 +25,15 @@ import contextlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from server.errors import ServiceError
+from server.store import sqlite_zoning_file as zoning_file_module
+from server.store.background import lower_priority
 from server.store.file_lock import FileLock
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
-from server.store.sqlite_zoning_file import connect, fold_all, zoning_file
+from server.store.sqlite_zoning_file import connect, fold, fold_all, zoning_file
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 # fold of many events costs less per event than one per commit, and it bounds what a query
 # may have to fold before it reads.
 FOLD_DELAY_S = 0.05
+# Events stored and not folded past which a fold after a commit runs at normal priority.
+FOLD_LAG_EVENTS = 20_000
 
 
 class ZoningBehind(ServiceError):
@@ -41,12 +50,19 @@ class ZoningBehind(ServiceError):
 
 
 class ZoningFolder:
-    """Folds of one events file into its zoning file, in order, on one thread."""
+    """Folds of one events file into its zoning file, in order, one at a time, on a thread
+    of normal priority (`_urgent`) or of lower priority (`_background`)."""
 
     def __init__(self, db_path: str, cache_kib: int) -> None:
         self._db = db_path
         self._cache_kib = cache_kib
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-fold")
+        self._urgent = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapzone-fold")
+        self._background = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="tapzone-fold-bg", initializer=lower_priority
+        )
+        self._folding = threading.Lock()  # one fold at a time in this process
+        self._stored = 0  # the newest rowid a commit of this process reported
+        self._folded = 0  # every event up to this rowid is folded
         self._conn: sqlite3.Connection | None = None
         self._lock = FileLock(f"{db_path}.zoning-lock")  # around every zoning write
         self._checkpointer = Checkpointer(zoning_file(db_path))
@@ -65,10 +81,11 @@ class ZoningFolder:
         self._conn = conn
         self._checkpointer.start()
 
-    def start_soon(self) -> None:
+    def start_soon(self, stored: int) -> None:
         """Fold in FOLD_DELAY_S unless a fold is already due then (the writer thread, after a
-        COMMIT): the commits of that time make one fold."""
+        COMMIT that left `stored` the newest rowid): the commits of that time make one fold."""
         with self._starting:
+            self._stored = max(self._stored, stored)
             if self._timer is None and not self._closed:
                 self._timer = threading.Timer(FOLD_DELAY_S, self._timer_fired)
                 self._timer.daemon = True
@@ -77,15 +94,24 @@ class ZoningFolder:
     def _timer_fired(self) -> None:
         with self._starting:
             self._timer = None
-        self.start()
+        self.start(urgent=False)
 
-    def start(self) -> Future[int]:
+    @property
+    def lag(self) -> int:
+        """Events stored (as far as this process's commits tell) and not folded yet."""
+        return self._stored - self._folded
+
+    def start(self, *, urgent: bool = True) -> Future[int]:
         """A fold of what is stored now: the one queued and not started yet, else a new one
-        (the writer thread right after a COMMIT, or a query)."""
+        (after commits, not `urgent`; or for a query)."""
         with self._starting:
             last = self._last
             if (last.running() or last.done()) and not self._closed:
-                self._last = last = self._executor.submit(self._fold)
+                if urgent or self.lag > FOLD_LAG_EVENTS:
+                    last = self._urgent.submit(self._fold, fold_all)
+                else:  # one transaction, then the priority is chosen again
+                    last = self._background.submit(self._fold, fold)
+                self._last = last
             return last
 
     async def fresh(self) -> None:
@@ -107,19 +133,24 @@ class ZoningFolder:
     async def catch_up(self) -> int:
         """Fold every stored event not folded yet (start-up, before serving); returns how
         many, or raises what the fold raised."""
-        return await asyncio.wrap_future(self._executor.submit(self._fold))
+        return await asyncio.wrap_future(self._urgent.submit(self._fold, fold_all))
 
-    def _fold(self) -> int:
-        """Fold thread only: the connection is the thread's, and the lock excludes other
-        processes (not threads: a flock belongs to the open file)."""
+    def _fold(self, how: Callable[[sqlite3.Connection], int]) -> int:
+        """A fold thread only. `_folding` keeps the two threads apart (they share the
+        connection), the flock other processes (it does not exclude threads)."""
         if self._conn is None:
             raise RuntimeError("zoning folder is not open")
-        try:
-            with self._lock.held():
-                folded = fold_all(self._conn)
-        except Exception:
-            log.exception("zoning fold failed; the next fold takes its events again")
-            raise
+        with self._folding:
+            stored = self._stored  # a fold takes every event stored before it starts
+            try:
+                with self._lock.held():
+                    folded = how(self._conn)
+            except Exception:
+                log.exception("zoning fold failed; the next fold takes its events again")
+                raise
+            # One transaction folds FOLD_CHUNK_EVENTS at most: fewer, and it reached the end.
+            if how is fold_all or folded < zoning_file_module.FOLD_CHUNK_EVENTS:
+                self._folded = max(self._folded, stored)
         self._checkpointer.poke()
         return folded
 
@@ -132,8 +163,9 @@ class ZoningFolder:
                 self._timer = None
         if self._conn is not None:
             with contextlib.suppress(Exception):  # logged by _fold
-                self._executor.submit(self._fold).result()
-        self._executor.shutdown(wait=True)
+                self._urgent.submit(self._fold, fold_all).result()
+        self._background.shutdown(wait=True)
+        self._urgent.shutdown(wait=True)
         self._checkpointer.close()
         if self._conn is not None:
             self._conn.close()
