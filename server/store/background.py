@@ -4,8 +4,9 @@
 fold, WAL checkpoints and dedupe merges share that core with the threads a request waits
 for: the event loop, the writer and the fsync. At the same priority a fold of 90 ms of CPU
 stretched the commits beside it from 5 to 20-30 ms. Niced, the background work takes the
-time the request path leaves: it still keeps up at half the closed-loop rate, and falls
-behind under a saturating load, when a zoning query waits for the fold to catch up.
+time the request path leaves. Under a load that leaves it too little, checkpoints and merges
+wait (the writer's backstop checkpoint bounds the WAL), and the zoning folder goes back to
+normal priority once its folds lag (server.store.sqlite_folder).
 """
 
 from __future__ import annotations
