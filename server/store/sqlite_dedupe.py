@@ -165,11 +165,6 @@ class DedupeIndex:
             + sum(len(s) if isinstance(s, dict) else s.keys.size for s in self._sealed)
         )  # fmt: skip
 
-    @property
-    def merging(self) -> bool:
-        """Whether a merge is running or waiting to be swapped in."""
-        return self._merging is not None
-
     def _clear(self) -> None:
         """Empty (a merge still running is dropped when it ends)."""
         self._base, self._middle, self._sealed, self._newest = _Level(), _Level(), [], {}

@@ -108,7 +108,7 @@ class ZoningFolder:
             last = self._last
             if (last.running() or last.done()) and not self._closed:
                 if urgent or self.lag > FOLD_LAG_EVENTS:
-                    last = self._urgent.submit(self._fold, fold_all)
+                    last = self._fold_all_now()
                 else:  # one transaction, then the priority is chosen again
                     last = self._background.submit(self._fold, fold)
                 self._last = last
@@ -133,7 +133,11 @@ class ZoningFolder:
     async def catch_up(self) -> int:
         """Fold every stored event not folded yet (start-up, before serving); returns how
         many, or raises what the fold raised."""
-        return await asyncio.wrap_future(self._urgent.submit(self._fold, fold_all))
+        return await asyncio.wrap_future(self._fold_all_now())
+
+    def _fold_all_now(self) -> Future[int]:
+        """A fold of every stored event on the thread of normal priority."""
+        return self._urgent.submit(self._fold, fold_all)
 
     def _fold(self, how: Callable[[sqlite3.Connection], int]) -> int:
         """A fold thread only. `_folding` keeps the two threads apart (they share the
@@ -163,7 +167,7 @@ class ZoningFolder:
                 self._timer = None
         if self._conn is not None:
             with contextlib.suppress(Exception):  # logged by _fold
-                self._urgent.submit(self._fold, fold_all).result()
+                self._fold_all_now().result()
         self._background.shutdown(wait=True)
         self._urgent.shutdown(wait=True)
         self._checkpointer.close()

@@ -188,9 +188,8 @@ def test_commits_go_on_while_a_merge_runs() -> None:
     index, conn = new_index(merges)
     stored: list[tuple[int, str]] = []
     commit_more(index, conn, stored, 6)  # the first merge waits at the gate
-    assert index.merging and len(index._sealed) == 3 and len(index) == 42
     merging = index._merging
-    assert merging is not None
+    assert merging is not None and len(index._sealed) == 3 and len(index) == 42
     merges.gate.set()
     merging[0].result(timeout=10)
     commit_more(index, conn, stored, 1)  # swaps the first merge in, starts the next
@@ -204,7 +203,7 @@ def test_a_failed_merge_keeps_the_sealed_keys_and_is_tried_again() -> None:
     index, conn = new_index(merges)
     stored: list[tuple[int, str]] = []
     commit_more(index, conn, stored, 3)  # 14 keys sealed; their merge failed
-    assert merges.merges == 1 and len(index._sealed) == 1 and not index.merging
+    assert merges.merges == 1 and len(index._sealed) == 1 and index._merging is None
     assert index._base.keys.size == index._middle.keys.size == 0
     assert fresh(index, conn, stored) == [False] * 21
     commit_more(index, conn, stored, 2)  # the next seal merges both sealed dicts
