@@ -72,7 +72,11 @@ def children(pid: int) -> list[int]:
     """The pids of the live child processes of `pid` (from /proc)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+        try:
+            listed = (task / "children").read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile (a fold's timer, say)
+            continue
+        found += [int(child) for child in listed.split()]
     return sorted(found)
 
 

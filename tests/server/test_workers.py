@@ -28,9 +28,12 @@ from server.workers import worker_cpus
 
 def thread_cpus(pid: int) -> list[int]:
     """The CPUs the threads of process `pid` may run on (all of them alike)."""
-    each = {
-        frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")
-    }
+    each: set[frozenset[int]] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            each.add(frozenset(os.sched_getaffinity(int(tid))))
+        except ProcessLookupError:  # a thread that ended meanwhile (a fold's timer, say)
+            continue
     assert len(each) == 1, f"threads of {pid} differ: {each}"
     return sorted(each.pop())
 
