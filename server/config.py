@@ -33,6 +33,11 @@ class Config:
         "With 2 or more workers and no more workers than usable CPUs, run worker i on CPU i "
         "only (its threads then hand work to each other on one core).",
     )
+    fold_process: bool = _setting(
+        True,
+        "With SQLite, `serve` folds stored events into the zoning tables in a process of its "
+        "own; off: on a thread of each server process.",
+    )
     max_body_bytes: int = _setting(1 * MIB, "Largest request body as sent (compressed).")
     max_inflated_bytes: int = _setting(8 * MIB, "Largest request body after gzip inflation.")
     max_batch_events: int = _setting(1000, "Most events in one batch (`pl`).")

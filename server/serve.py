@@ -2,24 +2,60 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from server.app import RUNNER_KWARGS, create_app
 from server.config import Config
+from server.store.sqlite_fold_process import CHECK_S, FoldProcess
 
 
 def serve(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; returns the exit status."""
     count = config.worker_count
     if count == 1:
-        run(create_app(config), config)
+        app = create_app(config)
+        if folds_in_a_process(config):
+            app.cleanup_ctx.append(fold_process_ctx(config))
+        run(app, config)
         return 0
     from server.workers import supervise
 
     return supervise(config, count)
+
+
+def folds_in_a_process(config: Config) -> bool:
+    """Whether `serve` runs the zoning fold in a process of its own (SQLite only)."""
+    return config.fold_process and config.database_url is None
+
+
+def fold_process_ctx(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx for a one-process server: its fold process, checked every CHECK_S.
+    Append it after the store's, which creates and migrates the database first."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        process = FoldProcess(config.db, config.sqlite_cache_mib)
+        process.start()
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(CHECK_S)
+                process.check()
+
+        task = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(process.stop)
+
+    return ctx
 
 
 def run(

@@ -27,8 +27,9 @@ from aiohttp import web
 
 from server.app import bootstrap_default_project, create_app
 from server.config import Config
-from server.serve import run
+from server.serve import folds_in_a_process, run
 from server.store import make_store
+from server.store.sqlite_fold_process import FoldProcess
 
 log = logging.getLogger("server.workers")  # also when run as __main__
 
@@ -41,7 +42,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def supervise(config: Config, count: int) -> int:
     """Run `count` workers until SIGINT or SIGTERM; 0 when every worker stopped cleanly."""
     asyncio.run(_prepare(config))
-    return _Supervisor(config, count, worker_cpus(config, count)).run()
+    folder = FoldProcess(config.db, config.sqlite_cache_mib) if folds_in_a_process(config) else None
+    return _Supervisor(config, count, worker_cpus(config, count), folder).run()
 
 
 def worker_cpus(config: Config, count: int) -> list[int] | None:
@@ -63,10 +65,13 @@ async def _prepare(config: Config) -> None:
 
 
 class _Supervisor:
-    def __init__(self, config: Config, count: int, cpus: list[int] | None) -> None:
+    def __init__(
+        self, config: Config, count: int, cpus: list[int] | None, folder: FoldProcess | None
+    ) -> None:
         self._config = config
         self._count = count
         self._cpus = cpus
+        self._folder = folder  # the zoning fold process, on any CPU; stopped after the workers
         self._workers: dict[int, subprocess.Popen[bytes]] = {}  # slot -> process
         self._stop_requested = False
         self._stopping = False
@@ -82,6 +87,8 @@ class _Supervisor:
         }
         wakeup_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         try:
+            if self._folder is not None:
+                self._folder.start()
             for slot in range(self._count):
                 self._start(slot)
             while self._workers:
@@ -92,7 +99,11 @@ class _Supervisor:
                     while wake_r.recv(4096):
                         pass
                 self._reap()
+                if self._folder is not None and not self._stopping:
+                    self._folder.check()
         finally:
+            if self._folder is not None:
+                self._folder.stop()
             signal.set_wakeup_fd(wakeup_fd)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)

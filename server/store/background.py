@@ -26,3 +26,16 @@ def lower_priority() -> None:
         tid = threading.get_native_id()
         nice = os.getpriority(os.PRIO_PROCESS, tid)
         os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + BACKGROUND_NICE))
+
+
+def lower_session_priority() -> None:
+    """Lower the CPU priority of the calling process's session, when it leads one (the
+    zoning fold process). Linux schedules each session as a group ("autogroup") that
+    shares the CPUs fairly with the others, whatever the nice values of the threads inside:
+    a niced thread yields to its own process's threads, not to another session's. The
+    group's own nice value weighs it against the others. Elsewhere, or with autogroups
+    off, nothing (and thread nice values apply across processes)."""
+    if os.getsid(0) != os.getpid():  # not our own session: the group is not ours to renice
+        return
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write(str(BACKGROUND_NICE))

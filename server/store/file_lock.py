@@ -25,13 +25,37 @@ class FileLock:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        if self._fd is None:
-            raise RuntimeError(f"{self.path} is not open")
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fd = self._fileno()
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def try_hold(self) -> bool:
+        """Take the lock now if no other process holds it, and keep it until `close()`."""
+        try:
+            fcntl.flock(self._fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def taken(self) -> bool:
+        """Whether another process (or FileLock) holds the lock now; not for a FileLock
+        that holds it (its lock would be dropped). A probe: it takes the lock shared for an
+        instant, so one who asks for it then waits that instant."""
+        fd = self._fileno()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+
+    def _fileno(self) -> int:
+        if self._fd is None:
+            raise RuntimeError(f"{self.path} is not open")
+        return self._fd
 
     def close(self) -> None:
         if self._fd is not None:

@@ -16,6 +16,11 @@ them: they then take the time the request path leaves. Past that (a load the fol
 follow at that priority), and for a query, a fold runs on a thread of normal priority, so
 the rollups never fall behind without bound. A fold that fails is logged and rolled back, and
 the next one takes its events again; a query whose fold failed gets ZoningBehind (503).
+
+`tapzone serve` runs those folds in a process of its own instead
+(server.store.sqlite_fold_process), which holds `<db>.fold-process-lock` while it runs: a
+folder that finds that lock taken leaves its commits to it. Queries, start-up and close
+still fold here.
 """
 
 from __future__ import annotations
@@ -33,7 +38,13 @@ from server.store import sqlite_zoning_file as zoning_file_module
 from server.store.background import lower_priority
 from server.store.file_lock import FileLock
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
-from server.store.sqlite_zoning_file import connect, fold, fold_all, zoning_file
+from server.store.sqlite_zoning_file import (
+    connect,
+    fold,
+    fold_all,
+    fold_process_lock,
+    zoning_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +76,14 @@ class ZoningFolder:
         self._folded = 0  # every event up to this rowid is folded
         self._conn: sqlite3.Connection | None = None
         self._lock = FileLock(f"{db_path}.zoning-lock")  # around every zoning write
+        self._fold_process = FileLock(fold_process_lock(db_path))  # taken: it folds commits
         self._checkpointer = Checkpointer(zoning_file(db_path))
         self._starting = threading.Lock()  # start() comes from the writer and the event loop
-        self._timer: threading.Timer | None = None
+        self._due = threading.Event()  # commits wait for a fold
+        self._closing = threading.Event()
+        self._scheduler = threading.Thread(
+            target=self._schedule, name="tapzone-fold-schedule", daemon=True
+        )
         self._closed = False
         self._last: Future[int] = Future()  # the last fold started: none yet
         self._last.set_result(0)
@@ -75,25 +91,40 @@ class ZoningFolder:
     def open(self) -> None:
         """Create or migrate the zoning file (any thread, before the first `start`)."""
         self._lock.open()
+        self._fold_process.open()
         with self._lock.held():
             conn = connect(self._db, self._cache_kib)
         conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         self._conn = conn
         self._checkpointer.start()
+        self._scheduler.start()
 
     def start_soon(self, stored: int) -> None:
         """Fold in FOLD_DELAY_S unless a fold is already due then (the writer thread, after a
         COMMIT that left `stored` the newest rowid): the commits of that time make one fold."""
         with self._starting:
             self._stored = max(self._stored, stored)
-            if self._timer is None and not self._closed:
-                self._timer = threading.Timer(FOLD_DELAY_S, self._timer_fired)
-                self._timer.daemon = True
-                self._timer.start()
+        self._due.set()
 
-    def _timer_fired(self) -> None:
+    def _schedule(self) -> None:
+        """The thread that starts the folds after commits, FOLD_DELAY_S after the first one
+        waiting; none while a fold process follows the commits instead. One thread for the
+        folder's life: a threading.Timer per fold was a new thread each time, and the writer
+        that started it waited in Thread.start() until that thread had run, which needs the
+        GIL (up to the 5 ms switch interval when the event loop holds it)."""
+        while not self._closing.is_set():
+            self._due.wait()
+            if self._closing.wait(FOLD_DELAY_S):
+                return
+            self._due.clear()  # a commit from now on is in the next fold
+            if not self._fold_process.taken():
+                self.start(urgent=False)
+
+    def follow(self, stored: int) -> None:
+        """`stored` is the newest rowid now (the fold process, which polls for it): fold up
+        to it as after a commit."""
         with self._starting:
-            self._timer = None
+            self._stored = max(self._stored, stored)
         self.start(urgent=False)
 
     @property
@@ -162,9 +193,10 @@ class ZoningFolder:
         """Fold what is left, then close (before the events' writer connection)."""
         with self._starting:
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        self._closing.set()
+        self._due.set()
+        if self._scheduler.ident is not None:
+            self._scheduler.join()
         if self._conn is not None:
             with contextlib.suppress(Exception):  # logged by _fold
                 self._fold_all_now().result()
@@ -175,3 +207,4 @@ class ZoningFolder:
             self._conn.close()
             self._conn = None
         self._lock.close()
+        self._fold_process.close()

@@ -152,6 +152,11 @@ def zoning_file(db_path: str) -> str:
     return f"{db_path}.zoning"
 
 
+def fold_process_lock(db_path: str) -> str:
+    """The lock file the fold process of `db_path` holds (server.store.sqlite_fold_process)."""
+    return f"{db_path}.fold-process-lock"
+
+
 def connect(db_path: str, cache_kib: int) -> sqlite3.Connection:
     """The folding connection: the zoning file, migrated, with the events file attached as
     `ev` (the fold reads `events` there; every other table it names is the zoning file's).

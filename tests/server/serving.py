@@ -68,15 +68,27 @@ def serving(
             proc.wait(timeout=60)
 
 
-def children(pid: int) -> list[int]:
-    """The pids of the live child processes of `pid` (from /proc)."""
+# What the command line of a server's child process names: a worker, the zoning fold process.
+WORKER = "server.workers"
+FOLD_PROCESS = "server.store.sqlite_fold_process"
+
+
+def children(pid: int, running: str | None = None) -> list[int]:
+    """The pids of the live child processes of `pid` (from /proc); with `running`, those
+    whose command line has that argument (WORKER, FOLD_PROCESS)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             listed = (task / "children").read_text()
-        except FileNotFoundError:  # a thread that ended meanwhile (a fold's timer, say)
+        except FileNotFoundError:  # a thread that ended meanwhile
             continue
-        found += [int(child) for child in listed.split()]
+        for child in map(int, listed.split()):
+            try:
+                args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+                continue
+            if running is None or running.encode() in args:
+                found.append(child)
     return sorted(found)
 
 
@@ -186,7 +198,8 @@ class Outcome:
     acked: set[tuple[int, int]]
     sent: set[tuple[int, int]]
     stored: dict[tuple[int, int], int]  # read after a restart
-    workers: list[int]  # the server's child processes just before the signal
+    workers: list[int]  # the server's workers just before the signal
+    children: list[int]  # all its child processes then (the workers, the fold process)
 
 
 def run_load_then_signal(
@@ -199,11 +212,13 @@ def run_load_then_signal(
         Load(port, ingest_key(database)) as load,
     ):
         load.wait_for(60)
-        pids = children(proc.pid)
+        workers_before = children(proc.pid, WORKER)
+        children_before = children(proc.pid)
         os.kill(proc.pid, sig)
         code = proc.wait(timeout=60)
     with serving(database, port, log):  # recovery (SQLite: from the WAL) on restart
         stored = stored_batches(database)
     return Outcome(
-        None if sig == signal.SIGKILL else code, set(load.acked), set(load.sent), stored, pids
-    )
+        None if sig == signal.SIGKILL else code, set(load.acked), set(load.sent), stored,
+        workers_before, children_before,
+    )  # fmt: skip

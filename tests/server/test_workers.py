@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from serving import (
+    FOLD_PROCESS,
+    WORKER,
     Load,
     children,
     free_port,
@@ -32,7 +34,7 @@ def thread_cpus(pid: int) -> list[int]:
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             each.add(frozenset(os.sched_getaffinity(int(tid))))
-        except ProcessLookupError:  # a thread that ended meanwhile (a fold's timer, say)
+        except ProcessLookupError:  # a thread that ended meanwhile
             continue
     assert len(each) == 1, f"threads of {pid} differ: {each}"
     return sorted(each.pop())
@@ -65,7 +67,10 @@ def test_two_workers_store_every_acknowledged_event_exactly_once(
 ) -> None:
     db, port = new_database(), free_port()
     with serving(db, port, tmp_path / "server.log", workers=2) as proc:
-        assert len(children(proc.pid)) == 2
+        assert len(children(proc.pid, WORKER)) == 2
+        # SQLite: and the zoning fold process, on any CPU (server.store.sqlite_fold_process)
+        folders = children(proc.pid, FOLD_PROCESS)
+        assert len(folders) == (1 if db.backend == "sqlite" else 0)
         key = ingest_key(db)
         with Load(port, key, clients=8) as load:
             load.wait_for(200)
@@ -73,9 +78,10 @@ def test_two_workers_store_every_acknowledged_event_exactly_once(
         # its CPU; both unpinned where the machine has one CPU.
         cpus = worker_cpus(Config(), 2)
         everywhere = sorted(os.sched_getaffinity(0))
-        assert sorted(thread_cpus(pid) for pid in children(proc.pid)) == (
+        assert sorted(thread_cpus(pid) for pid in children(proc.pid, WORKER)) == (
             [everywhere, everywhere] if cpus is None else [[cpu] for cpu in cpus]
         )
+        assert [thread_cpus(pid) for pid in folders] == [everywhere] * len(folders)
         assert len(load.acked) == len(load.sent)  # every request answered 200
         assert stored_batches(db) == {batch: 50 for batch in load.acked}
         n = len(load.acked)
@@ -96,11 +102,13 @@ def test_two_workers_store_every_acknowledged_event_exactly_once(
 def test_sigterm_stops_every_worker_after_committing(
     new_database: Callable, tmp_path: Path
 ) -> None:
-    log = tmp_path / "server.log"
-    outcome = run_load_then_signal(new_database(), log, signal.SIGTERM, workers=2)
+    log, db = tmp_path / "server.log", new_database()
+    outcome = run_load_then_signal(db, log, signal.SIGTERM, workers=2)
     assert outcome.code == 0
     assert len(outcome.workers) == 2
-    assert not [pid for pid in outcome.workers if Path(f"/proc/{pid}").exists()]
+    # and on SQLite the zoning fold process: all stopped
+    assert len(outcome.children) == 2 + (db.backend == "sqlite")
+    assert not [pid for pid in outcome.children if Path(f"/proc/{pid}").exists()]
     assert all(count == 50 for count in outcome.stored.values()), "a batch was half stored"
     assert outcome.acked <= set(outcome.stored), "an acknowledged batch was lost"
     assert set(outcome.stored) <= outcome.sent
@@ -114,11 +122,11 @@ def test_a_killed_worker_is_replaced_and_nothing_acknowledged_is_lost(
     with serving(db, port, log, workers=2) as proc:
         with Load(port, ingest_key(db), keep_going=True) as load:
             load.wait_for(60)
-            before = children(proc.pid)
+            before = children(proc.pid, WORKER)
             killed_cpus = thread_cpus(before[0])
             os.kill(before[0], signal.SIGKILL)
             deadline = time.monotonic() + 10
-            while len(now := children(proc.pid)) != 2 or before[0] in now:
+            while len(now := children(proc.pid, WORKER)) != 2 or before[0] in now:
                 assert time.monotonic() < deadline, f"no replacement: {now}"
                 time.sleep(0.05)
             assert before[1] in now

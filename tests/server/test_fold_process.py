@@ -1,0 +1,197 @@
+"""The zoning fold in a process of its own (server.store.sqlite_fold_process): it folds what
+the server processes commit, they leave their commits to it while it holds its lock, a second
+one waits and takes over, and it stops with its parent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from databases import TestDatabase
+from serving import FOLD_PROCESS, ROOT, Load, children, free_port, ingest_key, serving
+from test_sqlite_dedupe import prepared
+
+from server.config import Config
+from server.serve import folds_in_a_process
+from server.store.background import BACKGROUND_NICE
+from server.store.file_lock import FileLock
+from server.store.sqlite import SqliteStore
+from server.store.sqlite_fold_process import CHECK_S, FoldProcess
+from server.store.sqlite_folder import FOLD_DELAY_S
+from server.store.sqlite_zoning_file import fold_process_lock, zoning_file
+from server.zoning import ZoningQuery
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="flock and /proc as on Linux"
+)
+
+
+def folded(db_path: str) -> int:
+    """The rowid up to which the zoning file has folded the events."""
+    with contextlib.closing(sqlite3.connect(zoning_file(db_path))) as conn:
+        ((event_id,),) = conn.execute("SELECT event_id FROM zoning_folded").fetchall()
+        return int(event_id)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def test_a_probe_sees_the_lock_another_holds(tmp_path: Path) -> None:
+    path = str(tmp_path / "lock")
+    holder, prober = FileLock(path), FileLock(path)
+    holder.open()
+    prober.open()
+    try:
+        assert not prober.taken()
+        assert holder.try_hold()
+        assert prober.taken()
+        assert not prober.try_hold()
+        holder.close()
+        assert not prober.taken()
+        assert prober.try_hold()
+    finally:
+        holder.close()
+        prober.close()
+
+
+def test_only_serve_on_sqlite_folds_in_a_process() -> None:
+    assert folds_in_a_process(Config())
+    assert not folds_in_a_process(Config(fold_process=False))
+    assert not folds_in_a_process(Config(database_url="postgresql://h/db"))
+    assert Config.from_env({"TAPZONE_FOLD_PROCESS": "0"}).fold_process is False
+
+
+async def test_a_folder_leaves_its_commits_to_a_fold_process_but_folds_for_queries(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "f.db")
+    store = SqliteStore(path)
+    await store.open()
+    fold_process = FileLock(fold_process_lock(path))  # as a fold process holds it
+    fold_process.open()
+    try:
+        assert fold_process.try_hold()
+        await store._commit_group([prepared("-1")])  # 11 events, rowids 1-11
+        await asyncio.sleep(10 * FOLD_DELAY_S)
+        assert folded(path) == 0  # left to the fold process
+        report = await store.zoning(ZoningQuery(1, "Sales"))
+        assert (report.screenviews, folded(path)) == (1, 11)  # a query folds what it needs
+
+        fold_process.close()  # gone: the folder folds its commits again
+        await store._commit_group([prepared("-2")])
+        await until(lambda: folded(path) == 22)
+    finally:
+        fold_process.close()
+        await store.close()
+
+
+async def test_the_fold_process_folds_the_commits_and_stops_on_sigterm(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.db")
+    store = SqliteStore(path)
+    await store.open()
+    probe = FileLock(fold_process_lock(path))
+    probe.open()
+    process = FoldProcess(path, cache_mib=16)
+    try:
+        process.start()
+        await until(probe.taken)
+        await store._commit_group([prepared("-1")])
+        await store._commit_group([prepared("-2"), prepared("-3")])
+        await until(lambda: folded(path) == 33)  # with no query: the fold process did
+    finally:
+        process.stop()
+        probe.close()
+        await store.close()
+    assert process._proc is not None and process._proc.returncode == 0
+
+
+async def test_a_second_fold_process_waits_and_takes_over(tmp_path: Path) -> None:
+    path = str(tmp_path / "two.db")
+    store = SqliteStore(path)
+    await store.open()
+    probe = FileLock(fold_process_lock(path))
+    probe.open()
+    first, second = FoldProcess(path, cache_mib=16), FoldProcess(path, cache_mib=16)
+    try:
+        first.start()
+        await until(probe.taken)
+        second.start()
+        await asyncio.sleep(2 * CHECK_S)
+        assert second._proc is not None and second._proc.poll() is None  # waiting
+        first.stop()
+        await until(probe.taken)  # the second one holds the lock now
+        await store._commit_group([prepared("-1")])
+        await until(lambda: folded(path) == 11)
+    finally:
+        first.stop()
+        second.stop()
+        probe.close()
+        await store.close()
+    assert second._proc.returncode == 0
+
+
+def test_the_fold_process_stops_when_its_parent_is_gone(tmp_path: Path) -> None:
+    path = str(tmp_path / "orphan.db")
+    done = subprocess.run(
+        [sys.executable, "-m", FOLD_PROCESS, path, "--parent", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert "the parent process (pid 0) is gone; stopping" in done.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroups")
+def test_the_fold_process_lowers_the_priority_of_its_own_session_only() -> None:
+    show = (
+        "from server.store.background import lower_session_priority\n"
+        "lower_session_priority()\n"
+        "print(open('/proc/self/autogroup').read().split()[-1])\n"
+    )
+    own = subprocess.run(
+        [sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True,
+        start_new_session=True, check=True,
+    )  # fmt: skip
+    assert own.stdout.split() == [str(BACKGROUND_NICE)]
+    ours = Path("/proc/self/autogroup").read_text().split()[-1]
+    shared = subprocess.run(
+        [sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert shared.stdout.split() == [ours]  # pytest's session: left alone
+    assert Path("/proc/self/autogroup").read_text().split()[-1] == ours
+
+
+@pytest.mark.slow
+async def test_serve_folds_in_its_fold_process_and_replaces_it_when_killed(
+    tmp_path: Path,
+) -> None:
+    db = TestDatabase("sqlite", path=tmp_path / "tapzone.db")
+    port, log = free_port(), tmp_path / "server.log"
+    with serving(db, port, log) as proc:
+        [folder] = children(proc.pid, FOLD_PROCESS)
+        if os.path.exists("/proc/self/autogroup"):  # its session weighs less than a worker's
+            group = Path(f"/proc/{folder}/autogroup")
+            await until(lambda: group.read_text().split()[-1] == str(BACKGROUND_NICE))
+        with Load(port, ingest_key(db), clients=2) as load:
+            load.wait_for(20)
+        ((top,),) = db.query("SELECT max(rowid) FROM events")
+        await until(lambda: folded(str(db.path)) == top)  # no query was made
+        os.kill(folder, signal.SIGKILL)
+        await until(lambda: children(proc.pid, FOLD_PROCESS) not in ([], [folder]))
+        [replacement] = children(proc.pid, FOLD_PROCESS)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert "was killed by SIGKILL; starting a replacement" in log.read_text()
+    assert not Path(f"/proc/{replacement}").exists()  # stopped with the server
