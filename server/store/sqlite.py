@@ -307,33 +307,38 @@ class SqliteStore:
             raise RuntimeError("store is not open")
         return self._wconn
 
-    @_holding_write_lock
     def _commit(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
         """One transaction for all the batches; on any error nothing of them is stored.
 
-        A fixed handful of statements whatever the group's size (sqlite_bulk says why).
+        A fixed handful of statements whatever the group's size (sqlite_bulk says why). The
+        events are looked up in the dedupe index before the write lock is taken, so that
+        the other processes' writers do not wait for it; inside, only against the rows
+        committed since.
         """
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            first_id, top = conn.execute(_NEXT_IDS).fetchone()
-            self._dedupe.catch_up(conn, top)
-            ids = range(first_id, first_id + len(batches))
-            insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
-            events = with_batch_ids(ids, [b.events for b in batches])
-            keep, keys = self._dedupe.fresh(conn, events)
-            kept = keep.tolist()
-            new = list(itertools.compress(events, kept))
-            insert_rows(conn, *INSERT_EVENT, new)
-            if last_event_id(conn) != top + len(new):  # what committed() relies on
-                raise sqlite3.IntegrityError("The new events did not get consecutive rowids.")
-            quarantine = with_batch_ids(ids, [b.quarantine for b in batches])
-            insert_rows(conn, *INSERT_QUARANTINE, quarantine)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        self._dedupe.catch_up(conn, last_event_id(conn))
+        rows = list(itertools.chain.from_iterable(b.events for b in batches))
+        keep, keys = self._dedupe.fresh(conn, rows)
+        with self._writer_lock.held():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                first_id, top = conn.execute(_NEXT_IDS).fetchone()
+                self._dedupe.catch_up(conn, top, check=(rows, keys, keep))
+                ids = range(first_id, first_id + len(batches))
+                insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
+                kept = keep.tolist()
+                events = with_batch_ids(ids, [b.events for b in batches])
+                new = list(itertools.compress(events, kept))
+                insert_rows(conn, *INSERT_EVENT, new)
+                if last_event_id(conn) != top + len(new):  # what committed() relies on
+                    raise sqlite3.IntegrityError("The new events did not get consecutive rowids.")
+                quarantine = with_batch_ids(ids, [b.quarantine for b in batches])
+                insert_rows(conn, *INSERT_QUARANTINE, quarantine)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         self._wal.start()
         self._folder.start_soon(top + len(new))
         self._dedupe.committed(keys[keep], top + 1)

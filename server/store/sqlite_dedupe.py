@@ -12,10 +12,11 @@ to in rowid order only, and the writer finds duplicates here instead:
   index lives and dies with its process: it is built from the events table;
 - a key is only a candidate: a match is confirmed by reading that rowid's (pid, euid), so
   two euids with the same key are both stored and the dedupe stays exact;
-- the writer calls `catch_up` inside its write transaction (after BEGIN IMMEDIATE), which
-  adds the rows another process (`serve --workers N`) appended since, and `committed`
-  after its own COMMIT. Rowids only grow: a new row gets max(rowid) + 1 (the zoning fold
-  relies on the same rule).
+- the writer calls `catch_up` and `fresh` before it takes the write lock (a read sees the
+  last commit), then `catch_up` with a check inside its write transaction (after BEGIN
+  IMMEDIATE), which adds the rows another process (`serve --workers N`) appended since and
+  finds its events among them; and `committed` after its own COMMIT. Rowids only grow: a
+  new row gets max(rowid) + 1 (the zoning fold relies on the same rule).
 - the keys sit in levels of growing size: the newest (up to NEWEST_MAX) in a dict
   (key -> rowid), where a commit adds its keys in microseconds; a full dict is sealed, and
   a merge on a thread of its own (`_MERGES`) sorts the sealed dicts into two levels of
@@ -170,8 +171,19 @@ class DedupeIndex:
         self._base, self._middle, self._sealed, self._newest = _Level(), _Level(), [], {}
         self._merging = None
 
-    def catch_up(self, conn: sqlite3.Connection, top: int) -> None:
-        """Add the events with rowids up to `top` (the table's max(rowid)) not yet in."""
+    def catch_up(
+        self,
+        conn: sqlite3.Connection,
+        top: int,
+        *,
+        check: tuple[list[tuple[object, ...]], Keys, Mask] | None = None,
+    ) -> None:
+        """Add the events with rowids up to `top` (the table's max(rowid)) not yet in.
+
+        With `check`, the (events, keys, keep) of a `fresh` made before, also clear `keep`
+        of the events these rows store: the writer looks its events up before it takes the
+        write lock, and inside it checks them against what other processes stored since.
+        """
         if self.covered is None or top < self.covered:  # unbuilt, or rows were deleted
             self._clear()
             self.covered = 0
@@ -183,6 +195,8 @@ class DedupeIndex:
         while rows := cursor.fetchmany(SCAN_ROWS):
             chunks_k.append(event_keys(rows))
             chunks_r.append(np.fromiter(map(_rowid, rows), np.int64, len(rows)))
+            if check is not None:
+                _drop_stored(rows, chunks_k[-1], *check)
         if chunks_k:
             self.add(np.concatenate(chunks_k), np.concatenate(chunks_r))
         self.covered = top
@@ -281,6 +295,23 @@ def _stored_ids(conn: sqlite3.Connection, rowids: list[int]) -> dict[int, tuple[
         ):
             found[rowid] = (pid, euid)
     return found
+
+
+def _drop_stored(
+    rows: list[tuple[object, ...]],
+    row_keys: Keys,
+    events: list[tuple[object, ...]],
+    keys: Keys,
+    keep: Mask,
+) -> None:
+    """Clear `keep` of every event whose (pid, euid) one of the stored `rows` holds."""
+    hits = np.flatnonzero(keep & np.isin(keys, row_keys))
+    if hits.size == 0:
+        return
+    stored = {row[:2] for row in rows}
+    for i in hits.tolist():
+        if events[i][:2] in stored:
+            keep[i] = False
 
 
 def _drop_repeats(

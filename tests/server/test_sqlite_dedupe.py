@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,6 +81,25 @@ def test_catch_up_adds_rows_appended_by_another_writer() -> None:
     conn.execute("DELETE FROM events")  # max(rowid) falls below what it covers: rebuilt
     assert fresh(index, conn, [(1, "a"), (1, "b")]) == [True, True]
     assert index.covered == 0 and len(index) == 0
+
+
+def test_a_check_while_catching_up_finds_what_was_stored_after_the_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer looks its events up before it takes the write lock, then checks them
+    against the rows stored meanwhile: a key match alone (a collision) is not enough."""
+    conn = table([(1, "a")])
+    index = DedupeIndex()
+    index.catch_up(conn, 1)
+    events = [(1, "a", "x"), (1, "b", "x"), (2, "b", "x"), (1, "c", "x"), (1, "d", "x")]
+    keep, keys = index.fresh(conn, events)
+    assert keep.tolist() == [False, True, True, True, True]
+    conn.executemany("INSERT INTO events (pid, euid) VALUES (?, ?)", [(1, "b"), (1, "e")])
+    colliding = dedupe.event_keys([(1, "e")])[0]
+    keys[3] = colliding  # (1, "c") now has the key of the stored (1, "e")
+    index.catch_up(conn, 3, check=(events, keys, keep))
+    assert keep.tolist() == [False, False, True, True, True]
+    assert index.covered == 3 and len(index) == 3
 
 
 def test_a_failed_update_after_a_commit_rebuilds_the_index(
@@ -248,6 +268,36 @@ async def test_two_writers_on_one_file_see_each_others_events(tmp_path: Path) ->
     conn = sqlite3.connect(path)
     rows = conn.execute("SELECT euid, count(*) FROM events GROUP BY euid").fetchall()
     assert len(rows) == 33 and {n for _, n in rows} == {1}
+
+
+async def test_a_batch_another_writer_stores_while_this_one_waits_for_the_lock_is_a_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer looks its events up before it takes the write lock; the other process may
+    commit the same batch (a client's retry) before it gets the lock."""
+    path = str(tmp_path / "race.db")
+    first, second = SqliteStore(path), SqliteStore(path)
+    await first.open()
+    await second.open()
+    try:
+        waits = first._writer_lock.held
+
+        @contextlib.contextmanager
+        def held_once_the_other_committed() -> Iterator[None]:
+            assert counts(second._commit([prepared("-1")])) == [(11, 0)]
+            with waits():
+                yield
+
+        monkeypatch.setattr(first._writer_lock, "held", held_once_the_other_committed)
+        assert counts(await first._commit_group([prepared("-1"), prepared("-2")])) == [
+            (0, 11), (11, 0),
+        ]  # fmt: skip
+    finally:
+        await first.close()
+        await second.close()
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT euid, count(*) FROM events GROUP BY euid").fetchall()
+    assert len(rows) == 22 and {n for _, n in rows} == {1}
 
 
 async def test_a_group_holding_a_batch_twice_stores_it_once(tmp_path: Path) -> None:
