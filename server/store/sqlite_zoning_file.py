@@ -20,7 +20,7 @@ import logging
 import sqlite3
 import time
 
-from server.store.sqlite_schema import last_event_id, migrate
+from server.store.sqlite_schema import migrate
 from server.store.sqlite_zoning import update_zoning
 from server.store.sqlite_zoning_blocks import DAY_MS, update_blocks
 
@@ -144,7 +144,12 @@ _DERIVED_TABLES = (
     "zoning_blocks", "zoning_block_marks", "zoning_screenviews", "zoning_gestures",
     "zoning_transactions", "zoning_tvps", "zoning_sessions", "zoning_users",
 )  # fmt: skip
-_EVENT_AT_OR_BEFORE = "SELECT rowid, euid FROM events WHERE rowid <= ? ORDER BY rowid DESC LIMIT 1"
+_EVENT_AT_OR_BEFORE = (
+    "SELECT rowid, euid FROM ev.events WHERE rowid <= ? ORDER BY rowid DESC LIMIT 1"
+)
+_LAST_STORED = "SELECT coalesce(max(rowid), 0) FROM ev.events"
+_COPY = "INSERT INTO temp.events SELECT * FROM ev.events WHERE rowid > ? AND rowid <= ?"
+
 
 
 def zoning_file(db_path: str) -> str:
@@ -181,8 +186,18 @@ def connect(db_path: str, cache_kib: int) -> sqlite3.Connection:
 
 
 def fold(conn: sqlite3.Connection) -> int:
-    """Fold up to FOLD_CHUNK_EVENTS stored events past the mark in one transaction (the
-    caller holds the zoning file's lock); returns how many (0: the file is up to date)."""
+    """Fold up to FOLD_CHUNK_EVENTS stored events past the mark (the caller holds the zoning
+    file's lock); returns how many (0: the file is up to date).
+
+    Two transactions. The first reads the events file: it copies the events to fold into
+    `temp.events` (in memory), which the fold's statements then name (unqualified, a temp
+    table comes first), and ends. Held through the fold, its snapshot of the events file
+    kept the WAL checkpoints from copying any frame committed after it, for as long as the
+    fold ran (seconds, for a niced fold under load): the WAL grew past the writers'
+    backstop, and then a writer's COMMIT checkpointed tens of MB inside the write lock. The
+    second transaction folds the copy and moves the mark.
+    """
+    _copy_table(conn)
     conn.execute("BEGIN")
     try:
         done, euid = conn.execute("SELECT event_id, euid FROM zoning_folded").fetchone()
@@ -195,10 +210,15 @@ def fold(conn: sqlite3.Connection) -> int:
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("UPDATE zoning_folded SET event_id = 0, euid = NULL")
             done = 0
-        upto = min(last_event_id(conn), done + FOLD_CHUNK_EVENTS)
+        (stored,) = conn.execute(_LAST_STORED).fetchone()
+        upto = min(stored, done + FOLD_CHUNK_EVENTS)
+        mark = conn.execute(_EVENT_AT_OR_BEFORE, (upto,)).fetchone()
+        conn.execute("DELETE FROM temp.events")
+        conn.execute(_COPY, (done, upto))
+        conn.execute("COMMIT")  # (with a reset above: the next fold starts from nothing)
+        conn.execute("BEGIN")
         if upto > done:
             update_zoning(conn, done, upto)
-            mark = conn.execute(_EVENT_AT_OR_BEFORE, (upto,)).fetchone()
             conn.execute("UPDATE zoning_folded SET event_id = ?, euid = ?", mark)
         else:  # nothing new: the blocks that earlier folds' budgets left out
             update_blocks(conn, ())
@@ -207,7 +227,19 @@ def fold(conn: sqlite3.Connection) -> int:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.execute("DELETE FROM temp.events")
     return upto - done
+
+
+def _copy_table(conn: sqlite3.Connection) -> None:
+    """`temp.events`, with the columns of the events table (created once per connection)."""
+    columns = [row[1] for row in conn.execute("PRAGMA ev.table_info(events)")]
+    # The rowid alias first (event_id since migration 6), as in the events table.
+    conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS events ({columns[0]} INTEGER PRIMARY KEY, "
+        f"{', '.join(columns[1:])})"
+    )
 
 
 def fold_all(conn: sqlite3.Connection) -> int:

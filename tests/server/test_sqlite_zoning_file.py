@@ -9,6 +9,7 @@ import fcntl
 import os
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,40 @@ async def test_a_failed_fold_fails_the_query_not_the_ingest(
             )
         # The next fold takes every event the failed ones left.
         assert await check(store, data, data.batches) > 5
+    finally:
+        await store.close()
+
+
+async def test_a_fold_holds_no_snapshot_of_the_events_file_while_it_folds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It copies what it folds and ends its read of the events file first: a checkpoint of
+    the events file's WAL made meanwhile copies every frame, also one committed after the
+    copy."""
+    data = DataSet(seed=14, users=8)
+    path = tmp_path / "z.db"
+    store = await open_store(path)
+    try:
+        await store._commit_group(prepared(data.batches)[:5])  # stored, not folded yet
+        seen: list[tuple[int, int, int]] = []
+        fold_range = zoning_file_module.update_zoning
+
+        def checkpoint_first(conn: sqlite3.Connection, after: int, upto: int) -> None:
+            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+                other.execute("CREATE TABLE IF NOT EXISTS probe (x)")  # a commit, now
+                for _ in range(100):  # busy while the store's checkpointer runs one
+                    outcome = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if outcome[0] == 0:
+                        break
+                    time.sleep(0.01)
+                seen.append(outcome)
+            fold_range(conn, after, upto)
+
+        monkeypatch.setattr(zoning_file_module, "update_zoning", checkpoint_first)
+        await store.zoning(ZoningQuery(1, "Sales"))  # it folds first
+        [(busy, frames, copied)] = seen
+        assert (busy, copied) == (0, frames) and frames > 0
+        assert await check(store, data, data.batches[:5]) > 0
     finally:
         await store.close()
 
