@@ -65,8 +65,12 @@ class WalSync:
         return self._failed is not None
 
     def start(self) -> None:
-        """Start an fsync now (the writer thread, right after a COMMIT)."""
-        self._last = self._executor.submit(self.sync_now)
+        """An fsync that starts after now (the writer thread, right after a COMMIT): the one
+        already waiting for the thread, which covers this commit too, or a new one. While
+        an fsync runs, the commits made meanwhile share the next."""
+        last = self._last
+        if last.running() or last.done():
+            self._last = self._executor.submit(self.sync_now)
 
     def last(self) -> Awaitable[None]:
         """The fsync started last (from the event loop): it covers every commit before it."""

@@ -61,6 +61,39 @@ async def test_the_reply_waits_for_the_fsync_after_the_commit(
         await store.close()
 
 
+async def test_the_commits_made_while_an_fsync_runs_share_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "share.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    real_fsync = sqlite_sync.fsync_path
+    running, release = threading.Event(), threading.Event()
+    synced: list[str] = []
+
+    def slow_fsync(name: str) -> None:
+        running.set()
+        release.wait(10)
+        real_fsync(name)
+        synced.append(name)
+
+    monkeypatch.setattr(sqlite_sync, "fsync_path", slow_fsync)
+    try:
+        first = asyncio.ensure_future(store.ingest(prepared("-a")))
+        assert await asyncio.to_thread(running.wait, 10)  # its fsync runs, held
+        for n in "bcd":  # three more commits (groups) meanwhile
+            await store._commit_group([prepared(f"-{n}")])
+        assert stored(path) == 44 and synced == []
+        release.set()
+        result = await asyncio.wait_for(first, 10)
+        assert (result.accepted, result.duplicates) == (11, 0)
+        await asyncio.wait_for(store._wal.last(), 10)  # the fsync after the last commit
+        assert synced == [f"{path}-wal"] * 2  # the first commit's, then one for the others
+    finally:
+        release.set()
+        await store.close()
+
+
 async def test_after_a_failed_fsync_no_write_is_acknowledged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
