@@ -35,7 +35,18 @@ def lower_session_priority() -> None:
     a niced thread yields to its own process's threads, not to another session's. The
     group's own nice value weighs it against the others. Elsewhere, or with autogroups
     off, nothing (and thread nice values apply across processes)."""
+    set_session_nice(BACKGROUND_NICE)
+
+
+def set_session_nice(nice: int) -> bool:
+    """Set the nice value of the calling process's session group, when it leads its session
+    (Linux with autogroups); whether it was set. Lowering it back needs CAP_SYS_NICE or an
+    RLIMIT_NICE that allows it."""
     if os.getsid(0) != os.getpid():  # not our own session: the group is not ours to renice
-        return
-    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
-        group.write(str(BACKGROUND_NICE))
+        return False
+    try:
+        with open("/proc/self/autogroup", "w") as group:
+            group.write(str(nice))
+    except OSError:
+        return False
+    return True

@@ -120,12 +120,12 @@ class ZoningFolder:
             if not self._fold_process.taken():
                 self.start(urgent=False)
 
-    def follow(self, stored: int) -> None:
+    def follow(self, stored: int) -> Future[int]:
         """`stored` is the newest rowid now (the fold process, which polls for it): fold up
         to it as after a commit."""
         with self._starting:
             self._stored = max(self._stored, stored)
-        self.start(urgent=False)
+        return self.start(urgent=False)
 
     @property
     def lag(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sqlite3
@@ -25,8 +26,8 @@ from server.serve import folds_in_a_process
 from server.store.background import BACKGROUND_NICE
 from server.store.file_lock import FileLock
 from server.store.sqlite import SqliteStore
-from server.store.sqlite_fold_process import CHECK_S, FoldProcess
-from server.store.sqlite_folder import FOLD_DELAY_S
+from server.store.sqlite_fold_process import CATCH_UP_EVENTS, CHECK_S, CatchUp, FoldProcess
+from server.store.sqlite_folder import FOLD_DELAY_S, FOLD_LAG_EVENTS
 from server.store.sqlite_zoning_file import fold_process_lock, zoning_file
 from server.zoning import ZoningQuery
 
@@ -156,21 +157,50 @@ def test_the_fold_process_stops_when_its_parent_is_gone(tmp_path: Path) -> None:
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroups")
 def test_the_fold_process_lowers_the_priority_of_its_own_session_only() -> None:
     show = (
-        "from server.store.background import lower_session_priority\n"
+        "from server.store.background import lower_session_priority, set_session_nice\n"
         "lower_session_priority()\n"
         "print(open('/proc/self/autogroup').read().split()[-1])\n"
+        "raised = set_session_nice(0)\n"
+        "print(raised, open('/proc/self/autogroup').read().split()[-1])\n"
     )
     own = subprocess.run(
         [sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True,
         start_new_session=True, check=True,
     )  # fmt: skip
-    assert own.stdout.split() == [str(BACKGROUND_NICE)]
+    lowered, raised, after = own.stdout.split()
+    assert lowered == str(BACKGROUND_NICE)
+    # Raised again where allowed (root, CAP_SYS_NICE), else left as it was.
+    assert (raised, after) in (("True", "0"), ("False", str(BACKGROUND_NICE)))
     ours = Path("/proc/self/autogroup").read_text().split()[-1]
     shared = subprocess.run(
         [sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert shared.stdout.split() == [ours]  # pytest's session: left alone
+    assert shared.stdout.split() == [ours, "False", ours]  # pytest's session: left alone
     assert Path("/proc/self/autogroup").read_text().split()[-1] == ours
+
+
+def test_a_fold_process_far_behind_folds_at_normal_priority_until_it_caught_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.store.sqlite_fold_process")
+    niced: list[int] = []
+    priority = CatchUp(lambda nice: niced.append(nice) or True)
+    for lag in (0, CATCH_UP_EVENTS, CATCH_UP_EVENTS + 1, 2 * CATCH_UP_EVENTS, FOLD_LAG_EVENTS + 1):
+        priority.update(lag)
+    assert niced == [0] and priority.behind
+    priority.update(FOLD_LAG_EVENTS)
+    priority.update(CATCH_UP_EVENTS)
+    assert niced == [0, BACKGROUND_NICE] and not priority.behind
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the zoning fold is {CATCH_UP_EVENTS + 1} events behind: normal priority for now",
+        "the zoning fold caught up: lower priority again",
+    ]
+    refused = CatchUp(lambda nice: False)  # without CAP_SYS_NICE
+    refused.update(CATCH_UP_EVENTS + 1)
+    assert caplog.records[-1].getMessage() == (
+        f"the zoning fold is {CATCH_UP_EVENTS + 1} events behind, and its priority cannot be "
+        "raised (no CAP_SYS_NICE): it catches up as the load allows"
+    )
 
 
 @pytest.mark.slow
