@@ -5,10 +5,11 @@ keep-alive clients posting distinct 50-event batches (pre-built request bytes se
 generator of _http_load.py, so the generator takes as little CPU from the server as it can),
 and prints acknowledged events/s with p50/p99 latency. Then it times a zoning query, which
 waits until the zoning fold has caught up with every stored event (the fold runs behind the
-replies, at a lower priority while it keeps up: server.store.sqlite_folder), waits one more
-second for the WAL checkpoints, and runs an open-loop load at half the measured rate, as
-many requests as the closed loop sent, for the p99 figure of SPEC §8. The baseline is the same
-server with TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per request.
+replies, in the fold process `serve` starts, at a lower priority while it keeps up:
+server.store.sqlite_fold_process), waits one more second for the WAL checkpoints, and runs
+an open-loop load at half the measured rate, as many requests as the closed loop sent, for
+the p99 figure of SPEC §8. The baseline is the same server with
+TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per request.
 
 `--workers N` runs `tapzone serve --workers N` (N processes sharing the port);
 `--database-url URL` is passed to every tapzone command instead of the SQLite file;
