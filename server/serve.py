@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -46,16 +47,25 @@ def fold_process_ctx(config: Config) -> Callable[[web.Application], AsyncIterato
                 await asyncio.sleep(CHECK_S)
                 process.check()
 
-        task = asyncio.create_task(watch())
         try:
-            yield
+            async with beside(watch()):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await asyncio.to_thread(process.stop)
 
     return ctx
+
+
+@contextlib.asynccontextmanager
+async def beside(watch: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """`watch` runs as a task for the block (cancelled at its end): a cleanup_ctx's watcher."""
+    task = asyncio.create_task(watch)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def run(

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from server.app import bootstrap_default_project, create_app
 from server.config import Config
-from server.serve import folds_in_a_process, run
+from server.serve import beside, folds_in_a_process, run
 from server.store import make_store
 from server.store.sqlite_fold_process import FoldProcess
 
@@ -218,13 +218,8 @@ def _stop_without(
             log.warning("the supervisor (pid %d) is gone; stopping", supervisor_pid)
             signal.raise_signal(signal.SIGTERM)
 
-        task = asyncio.create_task(watch())
-        try:
+        async with beside(watch()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return ctx
 

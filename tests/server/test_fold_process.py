@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -99,48 +99,52 @@ async def test_a_folder_leaves_its_commits_to_a_fold_process_but_folds_for_queri
         await store.close()
 
 
-async def test_the_fold_process_folds_the_commits_and_stops_on_sigterm(tmp_path: Path) -> None:
-    path = str(tmp_path / "p.db")
+@contextlib.asynccontextmanager
+async def store_and_probe(path: str) -> AsyncIterator[tuple[SqliteStore, FileLock]]:
+    """An open store, and a FileLock to see whether a fold process holds its lock."""
     store = SqliteStore(path)
     await store.open()
     probe = FileLock(fold_process_lock(path))
     probe.open()
-    process = FoldProcess(path, cache_mib=16)
     try:
-        process.start()
-        await until(probe.taken)
-        await store._commit_group([prepared("-1")])
-        await store._commit_group([prepared("-2"), prepared("-3")])
-        await until(lambda: folded(path) == 33)  # with no query: the fold process did
+        yield store, probe
     finally:
-        process.stop()
         probe.close()
         await store.close()
+
+
+async def test_the_fold_process_folds_the_commits_and_stops_on_sigterm(tmp_path: Path) -> None:
+    path = str(tmp_path / "p.db")
+    process = FoldProcess(path, cache_mib=16)
+    async with store_and_probe(path) as (store, probe):
+        try:
+            process.start()
+            await until(probe.taken)
+            await store._commit_group([prepared("-1")])
+            await store._commit_group([prepared("-2"), prepared("-3")])
+            await until(lambda: folded(path) == 33)  # with no query: the fold process did
+        finally:
+            process.stop()
     assert process._proc is not None and process._proc.returncode == 0
 
 
 async def test_a_second_fold_process_waits_and_takes_over(tmp_path: Path) -> None:
     path = str(tmp_path / "two.db")
-    store = SqliteStore(path)
-    await store.open()
-    probe = FileLock(fold_process_lock(path))
-    probe.open()
     first, second = FoldProcess(path, cache_mib=16), FoldProcess(path, cache_mib=16)
-    try:
-        first.start()
-        await until(probe.taken)
-        second.start()
-        await asyncio.sleep(2 * CHECK_S)
-        assert second._proc is not None and second._proc.poll() is None  # waiting
-        first.stop()
-        await until(probe.taken)  # the second one holds the lock now
-        await store._commit_group([prepared("-1")])
-        await until(lambda: folded(path) == 11)
-    finally:
-        first.stop()
-        second.stop()
-        probe.close()
-        await store.close()
+    async with store_and_probe(path) as (store, probe):
+        try:
+            first.start()
+            await until(probe.taken)
+            second.start()
+            await asyncio.sleep(2 * CHECK_S)
+            assert second._proc is not None and second._proc.poll() is None  # waiting
+            first.stop()
+            await until(probe.taken)  # the second one holds the lock now
+            await store._commit_group([prepared("-1")])
+            await until(lambda: folded(path) == 11)
+        finally:
+            first.stop()
+            second.stop()
     assert second._proc.returncode == 0
 
 

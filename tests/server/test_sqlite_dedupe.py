@@ -7,7 +7,7 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -249,12 +249,29 @@ def counts(results: list) -> list[tuple[int, int]]:
     return [(r.accepted, r.duplicates) for r in results]
 
 
-async def test_two_writers_on_one_file_see_each_others_events(tmp_path: Path) -> None:
-    path = str(tmp_path / "two.db")
+@contextlib.asynccontextmanager
+async def two_writers(path: str) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
+    """Two stores on one file, as two worker processes have."""
     first, second = SqliteStore(path), SqliteStore(path)
     await first.open()
     await second.open()
     try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()
+
+
+def copies_per_euid(path: str) -> tuple[int, set[int]]:
+    """How many distinct euids are stored, and the set of their copy counts."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT euid, count(*) FROM events GROUP BY euid").fetchall()
+    return len(rows), {n for _, n in rows}
+
+
+async def test_two_writers_on_one_file_see_each_others_events(tmp_path: Path) -> None:
+    path = str(tmp_path / "two.db")
+    async with two_writers(path) as (first, second):
         assert counts(await first.ingest_group([prepared("-1")])) == [(11, 0)]
         assert counts(await second.ingest_group([prepared("-1"), prepared("-2")])) == [
             (0, 11), (11, 0),
@@ -262,12 +279,7 @@ async def test_two_writers_on_one_file_see_each_others_events(tmp_path: Path) ->
         assert counts(await first.ingest_group([prepared("-2"), prepared("-3")])) == [
             (0, 11), (11, 0),
         ]  # fmt: skip
-    finally:
-        await first.close()
-        await second.close()
-    conn = sqlite3.connect(path)
-    rows = conn.execute("SELECT euid, count(*) FROM events GROUP BY euid").fetchall()
-    assert len(rows) == 33 and {n for _, n in rows} == {1}
+    assert copies_per_euid(path) == (33, {1})
 
 
 async def test_a_batch_another_writer_stores_while_this_one_waits_for_the_lock_is_a_duplicate(
@@ -276,10 +288,7 @@ async def test_a_batch_another_writer_stores_while_this_one_waits_for_the_lock_i
     """A writer looks its events up before it takes the write lock; the other process may
     commit the same batch (a client's retry) before it gets the lock."""
     path = str(tmp_path / "race.db")
-    first, second = SqliteStore(path), SqliteStore(path)
-    await first.open()
-    await second.open()
-    try:
+    async with two_writers(path) as (first, second):
         waits = first._writer_lock.held
 
         @contextlib.contextmanager
@@ -292,12 +301,7 @@ async def test_a_batch_another_writer_stores_while_this_one_waits_for_the_lock_i
         assert counts(await first._commit_group([prepared("-1"), prepared("-2")])) == [
             (0, 11), (11, 0),
         ]  # fmt: skip
-    finally:
-        await first.close()
-        await second.close()
-    conn = sqlite3.connect(path)
-    rows = conn.execute("SELECT euid, count(*) FROM events GROUP BY euid").fetchall()
-    assert len(rows) == 22 and {n for _, n in rows} == {1}
+    assert copies_per_euid(path) == (22, {1})
 
 
 async def test_a_group_holding_a_batch_twice_stores_it_once(tmp_path: Path) -> None:

@@ -4,9 +4,11 @@ fsync nothing more is acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,23 +29,44 @@ def stored(path: Path) -> int:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
 
+class HeldFsyncs:
+    """Every fsync waits for `release` (`running` is set once one has started); the paths
+    synced, in order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.running, self.release = threading.Event(), threading.Event()
+        self.synced: list[str] = []
+        real_fsync = sqlite_sync.fsync_path
+
+        def held(name: str) -> None:
+            self.running.set()
+            self.release.wait(10)
+            real_fsync(name)
+            self.synced.append(name)
+
+        monkeypatch.setattr(sqlite_sync, "fsync_path", held)
+
+
+@contextlib.asynccontextmanager
+async def store_with_held_fsyncs(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[SqliteStore, HeldFsyncs]]:
+    store = SqliteStore(str(path))
+    await store.open()
+    fsyncs = HeldFsyncs(monkeypatch)
+    try:
+        yield store, fsyncs
+    finally:
+        fsyncs.release.set()
+        await store.close()
+
+
 async def test_the_reply_waits_for_the_fsync_after_the_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "sync.db"
-    store = SqliteStore(str(path))
-    await store.open()
-    real_fsync = sqlite_sync.fsync_path
-    release = threading.Event()
-    synced: list[str] = []
-
-    def slow_fsync(name: str) -> None:
-        release.wait(10)
-        real_fsync(name)
-        synced.append(name)
-
-    monkeypatch.setattr(sqlite_sync, "fsync_path", slow_fsync)
-    try:
+    async with store_with_held_fsyncs(path, monkeypatch) as (store, fsyncs):
+        release, synced = fsyncs.release, fsyncs.synced
         reply = asyncio.ensure_future(store.ingest(prepared("-a")))
         for _ in range(200):  # committed: readers see it...
             if stored(path) == 11:
@@ -56,29 +79,14 @@ async def test_the_reply_waits_for_the_fsync_after_the_commit(
         result = await asyncio.wait_for(reply, 10)
         assert (result.accepted, result.duplicates) == (11, 0)
         assert synced == [f"{path}-wal"]
-    finally:
-        release.set()
-        await store.close()
 
 
 async def test_the_commits_made_while_an_fsync_runs_share_the_next_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "share.db"
-    store = SqliteStore(str(path))
-    await store.open()
-    real_fsync = sqlite_sync.fsync_path
-    running, release = threading.Event(), threading.Event()
-    synced: list[str] = []
-
-    def slow_fsync(name: str) -> None:
-        running.set()
-        release.wait(10)
-        real_fsync(name)
-        synced.append(name)
-
-    monkeypatch.setattr(sqlite_sync, "fsync_path", slow_fsync)
-    try:
+    async with store_with_held_fsyncs(path, monkeypatch) as (store, fsyncs):
+        running, release, synced = fsyncs.running, fsyncs.release, fsyncs.synced
         first = asyncio.ensure_future(store.ingest(prepared("-a")))
         assert await asyncio.to_thread(running.wait, 10)  # its fsync runs, held
         for n in "bcd":  # three more commits (groups) meanwhile
@@ -89,9 +97,6 @@ async def test_the_commits_made_while_an_fsync_runs_share_the_next_one(
         assert (result.accepted, result.duplicates) == (11, 0)
         await asyncio.wait_for(store._wal.last(), 10)  # the fsync after the last commit
         assert synced == [f"{path}-wal"] * 2  # the first commit's, then one for the others
-    finally:
-        release.set()
-        await store.close()
 
 
 async def test_after_a_failed_fsync_no_write_is_acknowledged(
