@@ -39,17 +39,19 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
     store = make_store(config)
     await store.open()
-    app[keys.STORE] = store
-    await bootstrap_default_project(store)
-    await store.warm_up()
-    keyring = KeyRing(store)
-    await keyring.load()
-    app[keys.KEYRING] = keyring
     try:
+        app[keys.STORE] = store
+        await bootstrap_default_project(store)
+        await store.warm_up()
+        keyring = KeyRing(store)
+        await keyring.load()
+        app[keys.KEYRING] = keyring
         yield
     finally:
         # In-flight requests have finished (aiohttp shuts handlers down first); queued
-        # writes are committed before the store closes.
+        # writes are committed before the store closes. Also when a SIGTERM cancels the
+        # start-up (a worker that got it while it read its dedupe index): a store left
+        # open kept aiosqlite's thread waiting, and the process never exited.
         await store.close()
 
 

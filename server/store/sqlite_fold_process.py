@@ -25,8 +25,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 from server.store.background import BACKGROUND_NICE, lower_session_priority, set_session_nice
 from server.store.file_lock import FileLock
@@ -105,33 +106,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s [fold %(process)d] %(name)s: %(message)s",
     )
     lower_session_priority()
-    stop = threading.Event()
+    stop = _Stop(args.parent)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
-
-    def running() -> bool:
-        if os.getppid() != args.parent:
-            log.warning("the parent process (pid %d) is gone; stopping", args.parent)
-            stop.set()
-        return not stop.is_set()
-
+        signal.signal(sig, stop.request)
     lock = FileLock(fold_process_lock(args.db))
     lock.open()
     try:
         while not lock.try_hold():  # another fold process of this database runs
-            if not running():
+            if not stop.running():
                 return 0
-            stop.wait(CHECK_S)
-        if running():
-            follow(args.db, args.cache_mib * 1024, running, stop)
+            time.sleep(CHECK_S)
+        if stop.running():
+            follow(args.db, args.cache_mib * 1024, stop.running)
     finally:
         lock.close()
     return 0
 
 
-def follow(
-    db_path: str, cache_kib: int, running: Callable[[], bool], stop: threading.Event
-) -> None:
+class _Stop:
+    """Asked by SIGTERM or SIGINT, or when the parent is gone. The handler only sets a flag:
+    a handler that takes a lock (threading.Event.set does) deadlocks when it interrupts the
+    main thread while that holds the lock (Event.wait does, around its wait)."""
+
+    def __init__(self, parent: int) -> None:
+        self._parent = parent
+        self._requested = False
+
+    def request(self, signum: int, frame: FrameType | None) -> None:
+        self._requested = True
+
+    def running(self) -> bool:
+        if not self._requested and os.getppid() != self._parent:
+            log.warning("the parent process (pid %d) is gone; stopping", self._parent)
+            self._requested = True
+        return not self._requested
+
+
+def follow(db_path: str, cache_kib: int, running: Callable[[], bool]) -> None:
     """Fold what the server processes store, until `running()` is false; then what is left."""
     folder = ZoningFolder(db_path, cache_kib)
     folder.open()
@@ -148,11 +159,10 @@ def follow(
                 newest = top
                 folder.follow(top)
             priority.update(folder.lag)
-            stop.wait(FOLD_DELAY_S)
+            time.sleep(FOLD_DELAY_S)
     finally:
         events.close()
         folder.close()
-
 
 
 class CatchUp:

@@ -1,13 +1,20 @@
-"""GET /v1/config/{pid} and GET /healthz."""
+"""GET /v1/config/{pid} and GET /healthz; the app's start-up cut short."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
+import pytest
+from aiohttp import web
 from support import Service
 
 from server import keys
+from server.app import create_app
 from server.auth import DENIED
+from server.config import Config
+from server.store.sqlite import SqliteStore
 
 
 async def test_config_returns_the_run_configuration(service: Service) -> None:
@@ -77,3 +84,31 @@ async def test_healthz_is_503_when_the_store_does_not_answer(service: Service) -
     resp = await service.client.get("/healthz")
     assert resp.status == 503
     assert await resp.json() == {"status": 503, "error": "The store does not answer."}
+
+
+async def test_a_start_up_cut_short_still_closes_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM while a worker starts cancels its start-up: the store it opened is closed
+    (left open, aiosqlite's thread kept the process from exiting)."""
+    reading = asyncio.Event()
+    closed: list[SqliteStore] = []
+    real_close = SqliteStore.close
+
+    async def slow_warm_up(store: SqliteStore) -> None:
+        reading.set()
+        await asyncio.sleep(3600)
+
+    async def close(store: SqliteStore) -> None:
+        closed.append(store)
+        await real_close(store)
+
+    monkeypatch.setattr(SqliteStore, "warm_up", slow_warm_up)
+    monkeypatch.setattr(SqliteStore, "close", close)
+    app = create_app(Config(db=str(tmp_path / "t.db")))
+    starting = asyncio.create_task(web.AppRunner(app).setup())
+    await asyncio.wait_for(reading.wait(), 30)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert closed == [app[keys.STORE]] and closed[0]._rconn is None
