@@ -10,8 +10,9 @@ The process holds `<db>.fold-process-lock` (an exclusive flock) while it runs, a
 process's folder that finds the lock taken leaves its commits to it
 (server.store.sqlite_folder); a second fold process of the same database waits for the lock
 and takes over if the first dies. Every FOLD_DELAY_S it reads the newest event's rowid and,
-when it moved, folds up to it with the folder's rules: at a lower CPU priority while fewer
-than FOLD_LAG_EVENTS events wait, at normal priority past that. It stops after the fold in
+when it moved, folds up to it (ZoningFolder.follow). Its session runs at a lower CPU priority
+(server.store.background: threads' nice values do not weigh across sessions), and at normal
+priority while it is more than CATCH_UP_EVENTS behind (CatchUp). It stops after the fold in
 progress, folding what is left, on SIGTERM or SIGINT or when its parent is gone.
 """
 
