@@ -21,7 +21,7 @@ from server.store.base import Project, ProjectExists
 from server.store.file_lock import FileLock
 from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
-from server.store.sqlite_bulk import insert_rows, with_batch_ids
+from server.store.sqlite_bulk import insert_rows, with_batch_ids, with_batch_ids_of
 from server.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from server.store.sqlite_dedupe import DedupeIndex
 from server.store.sqlite_folder import ZoningFolder
@@ -327,7 +327,7 @@ class SqliteStore:
                 ids = range(first_id, first_id + len(batches))
                 insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
                 kept = keep.tolist()
-                events = with_batch_ids(ids, [b.events for b in batches])
+                events = with_batch_ids_of(rows, ids, [b.events for b in batches])
                 new = list(itertools.compress(events, kept))
                 insert_rows(conn, *INSERT_EVENT, new)
                 if last_event_id(conn) != top + len(new):  # what committed() relies on

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 
 def _fast_adapters() -> None:
@@ -48,16 +48,24 @@ def _statement(head: str, tail: str, width: int, rows: int) -> str:
 
 
 def with_batch_ids(
-    ids: Iterable[int], batches: Iterable[Sequence[tuple[object, ...]]]
+    ids: Iterable[int], batches: Sequence[Sequence[tuple[object, ...]]]
 ) -> list[tuple[object, ...]]:
     """Every row of every batch with its batch's id appended (a C-level loop, no bytecode per
     row: this runs on the writer thread, holding the GIL)."""
-    return list(
-        itertools.chain.from_iterable(
-            map(tuple.__add__, rows, itertools.repeat((i,), len(rows)))
-            for i, rows in zip(ids, batches)
-        )
+    return list(with_batch_ids_of(itertools.chain.from_iterable(batches), ids, batches))
+
+
+def with_batch_ids_of(
+    rows: Iterable[tuple[object, ...]],
+    ids: Iterable[int],
+    batches: Iterable[Sequence[tuple[object, ...]]],
+) -> Iterator[tuple[object, ...]]:
+    """`rows`, the rows of `batches` one after the other, each with its batch's id appended,
+    as they are asked for (the writer keeps only the events it stores)."""
+    column = itertools.chain.from_iterable(
+        itertools.repeat((i,), len(batch)) for i, batch in zip(ids, batches)
     )
+    return map(tuple.__add__, rows, column)
 
 
 def insert_rows(

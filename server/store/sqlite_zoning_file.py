@@ -151,7 +151,6 @@ _LAST_STORED = "SELECT coalesce(max(rowid), 0) FROM ev.events"
 _COPY = "INSERT INTO temp.events SELECT * FROM ev.events WHERE rowid > ? AND rowid <= ?"
 
 
-
 def zoning_file(db_path: str) -> str:
     """The zoning file of the events file at `db_path`."""
     return f"{db_path}.zoning"
@@ -164,7 +163,8 @@ def fold_process_lock(db_path: str) -> str:
 
 def connect(db_path: str, cache_kib: int) -> sqlite3.Connection:
     """The folding connection: the zoning file, migrated, with the events file attached as
-    `ev` (the fold reads `events` there; every other table it names is the zoning file's).
+    `ev` (the fold reads `events` there; every other table it names is the zoning file's),
+    and `temp.events`, the fold's copy of the events it folds (`fold`).
 
     Its transactions are DEFERRED: BEGIN IMMEDIATE would take the events file's write lock
     too. A fold only writes the zoning file, whose writers hold `<db>.zoning-lock`.
@@ -179,6 +179,12 @@ def connect(db_path: str, cache_kib: int) -> sqlite3.Connection:
         migrate(conn, ZONING_FILE_MIGRATIONS)
         conn.execute("ATTACH DATABASE ? AS ev", (db_path,))
         conn.execute(f"PRAGMA ev.cache_size = -{cache_kib}")
+        # The columns of the events table, its rowid alias (event_id) first.
+        columns = [row[1] for row in conn.execute("PRAGMA ev.table_info(events)")]
+        conn.execute(
+            f"CREATE TEMP TABLE events ({columns[0]} INTEGER PRIMARY KEY, "
+            f"{', '.join(columns[1:])})"
+        )
     except BaseException:
         conn.close()
         raise
@@ -197,7 +203,6 @@ def fold(conn: sqlite3.Connection) -> int:
     backstop, and then a writer's COMMIT checkpointed tens of MB inside the write lock. The
     second transaction folds the copy and moves the mark.
     """
-    _copy_table(conn)
     conn.execute("BEGIN")
     try:
         done, euid = conn.execute("SELECT event_id, euid FROM zoning_folded").fetchone()
@@ -213,7 +218,6 @@ def fold(conn: sqlite3.Connection) -> int:
         (stored,) = conn.execute(_LAST_STORED).fetchone()
         upto = min(stored, done + FOLD_CHUNK_EVENTS)
         mark = conn.execute(_EVENT_AT_OR_BEFORE, (upto,)).fetchone()
-        conn.execute("DELETE FROM temp.events")
         conn.execute(_COPY, (done, upto))
         conn.execute("COMMIT")  # (with a reset above: the next fold starts from nothing)
         conn.execute("BEGIN")
@@ -228,18 +232,8 @@ def fold(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
         raise
     finally:
-        conn.execute("DELETE FROM temp.events")
+        conn.execute("DELETE FROM temp.events")  # empty between folds, whatever happened
     return upto - done
-
-
-def _copy_table(conn: sqlite3.Connection) -> None:
-    """`temp.events`, with the columns of the events table (created once per connection)."""
-    columns = [row[1] for row in conn.execute("PRAGMA ev.table_info(events)")]
-    # The rowid alias first (event_id since migration 6), as in the events table.
-    conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS events ({columns[0]} INTEGER PRIMARY KEY, "
-        f"{', '.join(columns[1:])})"
-    )
 
 
 def fold_all(conn: sqlite3.Connection) -> int:
