@@ -48,15 +48,26 @@ CHECK_S = 1.0
 CATCH_UP_EVENTS = 500_000
 # How long `stop()` waits for the fold in progress and the last one before it kills.
 STOP_TIMEOUT_S = 60.0
+# A fold process that ends sooner than this after its start failed at it (a zoning file it
+# cannot open, a full disk): its replacement waits CHECK_S, twice that after a second such
+# end, and so on up to RESTART_DELAY_MAX_S, instead of a new interpreter every second.
+QUICK_END_S = 10.0
+RESTART_DELAY_MAX_S = 60.0
 
 
 class FoldProcess:
     """The fold process of one SQLite database, seen from the process that starts it."""
 
-    def __init__(self, db_path: str, cache_mib: int) -> None:
+    def __init__(
+        self, db_path: str, cache_mib: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._db = db_path
         self._cache_mib = cache_mib
+        self._clock = clock
         self._proc: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._quick_ends = 0  # in a row
+        self._restart_at: float | None = None  # it ended: when the replacement starts
         self._stopped = False
 
     def start(self) -> None:
@@ -66,18 +77,34 @@ class FoldProcess:
              "--parent", str(os.getpid())],
             start_new_session=True,
         )  # fmt: skip
+        self._started_at = self._clock()
         log.info("started the zoning fold process (pid %d)", self._proc.pid)
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of the process started last (-N: killed by signal N), None while
+        it runs or before the first start."""
+        return None if self._proc is None else self._proc.poll()
+
     def check(self) -> None:
-        """Start a replacement if it ended (the server processes fold their own commits
-        meanwhile)."""
+        """Start a replacement if it ended: at once, or after a delay when it keeps ending
+        soon after its start (the server processes fold their own commits meanwhile)."""
         if self._stopped or self._proc is None or (code := self._proc.poll()) is None:
             return
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
-        log.error(
-            "the zoning fold process (pid %d) %s; starting a replacement", self._proc.pid, how
-        )
-        self.start()
+        now = self._clock()
+        if self._restart_at is None:  # it ended since the last check
+            quick = now - self._started_at < QUICK_END_S
+            self._quick_ends = self._quick_ends + 1 if quick else 0
+            delay = restart_delay(self._quick_ends)
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
+            log.error(
+                "the zoning fold process (pid %d) %s; starting a replacement%s",
+                self._proc.pid, how, f" in {delay:.0f} s" if delay else "",
+            )  # fmt: skip
+            self._restart_at = now + delay
+        if now >= self._restart_at:
+            self._restart_at = None
+            self.start()
 
     def stop(self) -> None:
         """SIGTERM, then wait for it (it folds what is left first)."""
@@ -91,6 +118,14 @@ class FoldProcess:
             log.error("the zoning fold process (pid %d) did not stop; killing it", self._proc.pid)
             self._proc.kill()
             self._proc.wait()
+
+
+def restart_delay(quick_ends: int) -> float:
+    """Seconds before a replacement, after `quick_ends` fold processes in a row ended
+    within QUICK_END_S of their start: none after a process that ran for a while."""
+    if quick_ends == 0:
+        return 0.0
+    return min(RESTART_DELAY_MAX_S, CHECK_S * 2 ** (quick_ends - 1))
 
 
 # -- the process ------------------------------------------------------------------------------

@@ -58,14 +58,24 @@ def start_server(
 def serving(
     database: TestDatabase, port: int, log: Path, *, workers: int = 1
 ) -> Iterator[subprocess.Popen]:
-    """`start_server`, and SIGTERM to it on the way out if it still runs."""
+    """`start_server`, and SIGTERM to it on the way out if it still runs. A server that
+    has not stopped 60 s later is killed with its children (workers, fold process), so a
+    failed or hung test leaves no process behind."""
     proc = start_server(database, port, log, workers=workers)
     try:
         yield proc
     finally:
         if proc.poll() is None:
+            family = children(proc.pid)
             proc.terminate()
-            proc.wait(timeout=60)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for pid in [proc.pid, *family]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                proc.wait()
+                raise
 
 
 # What the command line of a server's child process names: a worker, the zoning fold process.

@@ -26,7 +26,15 @@ from server.serve import folds_in_a_process
 from server.store.background import BACKGROUND_NICE
 from server.store.file_lock import FileLock
 from server.store.sqlite import SqliteStore
-from server.store.sqlite_fold_process import CATCH_UP_EVENTS, CHECK_S, CatchUp, FoldProcess
+from server.store.sqlite_fold_process import (
+    CATCH_UP_EVENTS,
+    CHECK_S,
+    QUICK_END_S,
+    RESTART_DELAY_MAX_S,
+    CatchUp,
+    FoldProcess,
+    restart_delay,
+)
 from server.store.sqlite_folder import FOLD_DELAY_S, FOLD_LAG_EVENTS
 from server.store.sqlite_zoning_file import fold_process_lock, zoning_file
 from server.zoning import ZoningQuery
@@ -217,6 +225,42 @@ def test_a_fold_process_far_behind_folds_at_normal_priority_until_it_caught_up(
         f"the zoning fold is {CATCH_UP_EVENTS + 1} events behind, and its priority cannot be "
         "raised (no CAP_SYS_NICE): it catches up as the load allows"
     )
+
+
+def test_the_restart_delay_doubles_with_each_quick_end_up_to_a_minute() -> None:
+    assert [restart_delay(n) for n in range(9)] == [0, 1, 2, 4, 8, 16, 32, 60, 60]
+    assert (CHECK_S, RESTART_DELAY_MAX_S) == (1.0, 60.0)
+
+
+async def test_a_fold_process_that_fails_at_its_start_is_restarted_less_and_less_often(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.store.sqlite_fold_process")
+    now = [0.0]
+    # No such directory: each process fails at opening its lock, at once.
+    process = FoldProcess(str(tmp_path / "missing" / "tapzone.db"), 16, clock=lambda: now[0])
+    process.start()
+    starts = []
+    try:
+        for second in range(10):  # a check a second, as serve makes
+            now[0] = float(second)
+            await until(lambda: process.returncode is not None)
+            before = len(caplog.records)
+            process.check()
+            if any(r.getMessage().startswith("started") for r in caplog.records[before:]):
+                starts.append(second)
+        # Seen ended at 0 → replaced at 1 (+1 s); seen at 2 → at 4 (+2); seen at 5 → at 9 (+4).
+        assert starts == [1, 4, 9]
+        ended = [r.getMessage() for r in caplog.records if "exited (1)" in r.getMessage()]
+        assert [m.rsplit("replacement", 1)[1] for m in ended] == [" in 1 s", " in 2 s", " in 4 s"]
+        # One that ran for QUICK_END_S or longer is replaced at once, and the delays start over.
+        now[0] = 9 + QUICK_END_S
+        await until(lambda: process.returncode is not None)
+        process.check()
+        assert caplog.records[-2].getMessage().endswith("exited (1); starting a replacement")
+        assert caplog.records[-1].getMessage().startswith("started the zoning fold process")
+    finally:
+        process.stop()
 
 
 @pytest.mark.slow
