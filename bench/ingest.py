@@ -7,9 +7,12 @@ and prints acknowledged events/s with p50/p99 latency. Then it times a zoning qu
 waits until the zoning fold has caught up with every stored event (the fold runs behind the
 replies, in the fold process `serve` starts, at a lower priority while it keeps up:
 server.store.sqlite_fold_process), waits one more second for the WAL checkpoints, and runs
-an open-loop load at half the measured rate, as many requests as the closed loop sent, for
-the p99 figure of SPEC §8. The baseline is the same server with
-TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per request.
+an open-loop load at half the measured rate, as many requests as the closed loop sent.
+Then, after the fold caught up again and one more second, the same load at 50,000 events/s:
+SPEC §8 asks for p99 ≤ 25 ms at half of its 100,000 events/s (skipped when the closed loop
+did not reach 100,000; half the measured rate is the harder of the two whenever it did).
+The baseline is the same server with TAPZONE_GROUP_COMMIT_EVENTS=1, i.e. one commit per
+request.
 
 `--workers N` runs `tapzone serve --workers N` (N processes sharing the port);
 `--database-url URL` is passed to every tapzone command instead of the SQLite file;
@@ -44,6 +47,8 @@ from server.ingest import prepare_batch  # noqa: E402
 from server.store import make_store  # noqa: E402
 
 EVENTS_PER_BATCH = 50
+# SPEC §8: durable ingest of at least this many events/s, p99 ≤ 25 ms at half of it.
+SPEC_RATE = 100_000
 
 
 def make_bodies(pid: int, n_batches: int) -> list[bytes]:
@@ -155,7 +160,7 @@ def run(
         project = add_project(db, name, database_url=database_url)
         if args.prefill:
             asyncio.run(prefill(db, database_url, project["pid"], args.prefill))
-        bodies = make_bodies(project["pid"], 2 * n_batches if half_rate else n_batches)
+        bodies = make_bodies(project["pid"], 3 * n_batches if half_rate else n_batches)
         with running_server(db, env=env, workers=args.workers, database_url=database_url) as url:
             host, port = url.removeprefix("http://").split(":")
             requests = list(post_requests(host, "/v1/batch", project["ingest_key"], bodies))
@@ -169,17 +174,25 @@ def run(
                 f"{label}: {eps:,.0f} events/s acknowledged durable "
                 f"(p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, {clients} clients)"
             )
-            if half_rate:
+            if not half_rate:
+                return eps
+
+            def at_rate(rate: float, requests: list[bytes], what: str) -> None:
                 caught_up = fold_caught_up(url, project)
                 print(f"{label}: the zoning fold caught up {caught_up:.2f} s after the last reply")
                 time.sleep(1.0)
-                rest = requests[n_batches:]
-                interval = EVENTS_PER_BATCH / (eps / 2)
-                lat = asyncio.run(open_loop(host, int(port), rest, interval, clients))
+                interval = EVENTS_PER_BATCH / rate
+                lat = asyncio.run(open_loop(host, int(port), requests, interval, clients))
                 print(
-                    f"{label} at half that rate ({eps / 2:,.0f} events/s offered): "
+                    f"{label} at {what} ({rate:,.0f} events/s offered): "
                     f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms"
                 )
+
+            at_rate(eps / 2, requests[n_batches : 2 * n_batches], "half that rate")
+            if eps < SPEC_RATE:
+                print(f"{label}: below SPEC §8's {SPEC_RATE:,} events/s; no run at half of it")
+            else:
+                at_rate(SPEC_RATE / 2, requests[2 * n_batches :], "half SPEC §8's rate")
     return eps
 
 
