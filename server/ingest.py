@@ -25,6 +25,7 @@ from server.schema import (
     Transaction,
     at_path,
     decode_body,
+    invalid_utf8,
     nul_path,
     probe_euid,
 )
@@ -138,9 +139,10 @@ def _valid_events(
     for index, raw in enumerate(batch.pl):
         try:
             event = decode(raw)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, UnicodeDecodeError) as exc:
             raw_bytes = bytes(raw)
-            reason = at_path(str(exc), f"$.pl[{index}]")
+            utf8 = isinstance(exc, UnicodeDecodeError)  # msgspec's offset is in the string
+            reason = at_path(invalid_utf8(raw_bytes) if utf8 else str(exc), f"$.pl[{index}]")
             prepared.reject(index, raw_bytes, reason, probe_euid(raw_bytes), received_ms)
             continue
         if maybe_nul and (path := nul_path(event, f"$.pl[{index}]")) is not None:
@@ -157,7 +159,7 @@ def _decode_valid(body: bytes, max_events: int) -> Batch | None:
         return None  # valid JSON, but a string with NUL is refused: the slow path says where
     try:
         batch = BATCH_DECODER.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # and ValidationError
         return None
     return batch if len(batch.pl) <= max_events else None
 

@@ -230,11 +230,24 @@ def decode_body(
         raise BadRequest(f"Invalid {what}: {exc}.") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.") from None
+    except UnicodeDecodeError:
+        raise BadRequest(f"The body is not valid JSON: {invalid_utf8(body)}.") from None
     except RecursionError:
         raise BadRequest(too_deep) from None
     if NUL_ESCAPE in body and (path := nul_path(decoded)) is not None:
         raise BadRequest(f"Invalid {what}: {NUL_MESSAGE} - at `{path}`.")
     return decoded
+
+
+def invalid_utf8(data: bytes) -> str:
+    """The message for JSON with a string that is not UTF-8, in msgspec's words: msgspec
+    raises UnicodeDecodeError for it (not a DecodeError), with an offset inside the string;
+    this names the first bad byte of `data` instead."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"JSON is malformed: invalid UTF-8 (byte {exc.start})"
+    return "JSON is malformed: invalid UTF-8"
 
 
 def at_path(message: str, prefix: str) -> str:
@@ -248,5 +261,5 @@ def probe_euid(raw: bytes) -> str | None:
     """The euid of an event that failed validation, when it has a usable one."""
     try:
         return _EUID_DECODER.decode(raw).euid
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None

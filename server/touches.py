@@ -35,6 +35,7 @@ from server.schema import (
     Versions,
     at_path,
     decode_body,
+    invalid_utf8,
     nul_path,
 )
 from server.screens import screen_name
@@ -104,6 +105,9 @@ def prepare_touches(
             stroke = _STROKE.decode(raw)
         except msgspec.ValidationError as exc:
             _reject(prepared, index, bytes(raw), str(exc), received_ms)
+            continue
+        except UnicodeDecodeError:
+            _reject(prepared, index, bytes(raw), invalid_utf8(bytes(raw)), received_ms)
             continue
         if maybe_nul and (path := nul_path(stroke)) is not None:
             _reject(prepared, index, bytes(raw), f"{NUL_MESSAGE} - at `{path}`", received_ms)
@@ -190,7 +194,7 @@ def _reject(
 ) -> None:
     try:
         stroke_id = _ID_PROBE.decode(raw).id
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         stroke_id = None
     reason = at_path(message, f"$.strokes[{index}]")
     prepared.reject(index, raw, reason, stroke_id, received_ms, id_key="id")

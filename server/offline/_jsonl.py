@@ -13,6 +13,7 @@ from server.offline._limits import Limits
 from server.offline._output import Output, format_rows
 from server.offline._progress import Progress
 from server.offline._rows import offsets
+from server.schema import invalid_utf8
 
 
 class _JsonStroke(msgspec.Struct):
@@ -45,6 +46,9 @@ def run_jsonl(
                     raise CliError(f"line {line + i}: {e}") from None
                 except msgspec.DecodeError as e:
                     raise CliError(f"line {line + i}: not a JSON stroke: {e}") from None
+                except UnicodeDecodeError:
+                    message = invalid_utf8(text)
+                    raise CliError(f"line {line + i}: not a JSON stroke: {message}") from None
                 if len(batch) >= JSONL_BATCH:
                     done += _classify_json(batch, density, out)
                     batch = []

@@ -317,6 +317,14 @@ def test_malformed_jsonl(tmp_path: Path, line: str, message: str) -> None:
     assert error(path, density=1.0) == message
 
 
+def test_jsonl_with_a_string_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"stroke": "ok", "t": [0], "x": [0], "y": [0]}\n{"stroke": "\xff"}\n')
+    assert error(path, density=1.0) == (
+        "line 2: not a JSON stroke: JSON is malformed: invalid UTF-8 (byte 12)"
+    )
+
+
 def test_missing_density(tmp_path: Path) -> None:
     path = write(tmp_path, "log.csv", "stroke,t,x,y\na,0,0,0\n")
     assert error(path) == "no density: add a density column or pass --density"
