@@ -15,7 +15,8 @@ T = TypeVar("T")
 EpochMs = Annotated[int, Meta(ge=0, le=253_402_300_799_999)]
 Uptime = Annotated[int, Meta(ge=0, le=2**53)]
 Count = Annotated[int, Meta(ge=0, le=2**31 - 1)]
-Pid = Annotated[int, Meta(ge=1, le=2**31 - 1)]
+MAX_PID = 2**31 - 1
+Pid = Annotated[int, Meta(ge=1, le=MAX_PID)]
 Uid = Annotated[str, Meta(min_length=1, max_length=64)]
 SessionNumber = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 DeviceType = Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]

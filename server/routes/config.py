@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from aiohttp import web
@@ -10,13 +11,20 @@ from server import keys
 from server.auth import require_pid
 from server.errors import BadRequest
 from server.middleware import json_response
+from server.schema import MAX_PID
 from server.store.base import ROLE_INGEST
+
+# ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "１" or "١"
+# (which int() reads as 1), so those were a 500 or project 1.
+_PID = re.compile(r"[0-9]{1,10}")
 
 
 def path_pid(request: web.Request) -> int:
     raw = request.match_info["pid"]
-    if not raw.isdigit() or len(raw) > 10:
-        raise BadRequest(f"The project id in the path must be a positive integer, got {raw!r}.")
+    if not _PID.fullmatch(raw) or not 1 <= int(raw) <= MAX_PID:
+        raise BadRequest(
+            f"The project id in the path must be an integer from 1 to {MAX_PID}, got {raw!r}."
+        )
     return int(raw)
 
 

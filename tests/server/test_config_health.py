@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,18 @@ async def test_config_refusals(service: Service) -> None:
         resp = await service.client.get(path, headers=headers)
         assert resp.status == 401, path
         assert await resp.json() == {"status": 401, "error": DENIED}
-    resp = await service.client.get("/v1/config/abc", headers=auth(service.default.ingest_key))
-    assert await resp.json() == {
-        "status": 400,
-        "error": "The project id in the path must be a positive integer, got 'abc'.",
-    }
+    # Not ASCII digits, or out of range: "²" was a 500, "１" and "١" (int() reads 1) project 1.
+    for raw in ("abc", "0", "-1", "2147483648", "00000000001", "²", "１", "١"):
+        resp = await service.client.get(
+            f"/v1/config/{urllib.parse.quote(raw)}", headers=auth(service.default.ingest_key)
+        )
+        assert await resp.json() == {
+            "status": 400,
+            "error": f"The project id in the path must be an integer from 1 to 2147483647, "
+            f"got {raw!r}.",
+        }, raw
+    resp = await service.client.get("/v1/config/0001", headers=auth(service.default.ingest_key))
+    assert (await resp.json())["pid"] == 1
 
 
 async def test_a_key_added_while_running_is_found(service: Service) -> None:

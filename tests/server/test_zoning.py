@@ -233,6 +233,19 @@ async def test_bad_parameters(service: Service, params: dict[str, str], message:
     assert await resp.json() == {"status": 400, "error": message}
 
 
+async def test_a_query_parameter_given_twice_is_400(service: Service) -> None:
+    resp = await service.client.get(
+        "/v1/projects/1/zoning",
+        params=[("screen", SALES), ("dt", "4"), ("screen", "Other")],
+        headers={"Authorization": f"Bearer {service.default.read_key}"},
+    )
+    assert resp.status == 400
+    assert await resp.json() == {
+        "status": 400,
+        "error": "The query parameter `screen` is given 2 times; give it once.",
+    }
+
+
 async def test_bad_project_id_in_the_path(service: Service) -> None:
     resp = await service.client.get(
         "/v1/projects/x1/zoning",
@@ -241,5 +254,5 @@ async def test_bad_project_id_in_the_path(service: Service) -> None:
     )
     assert resp.status == 400
     assert (await resp.json())["error"] == (
-        "The project id in the path must be a positive integer, got 'x1'."
+        "The project id in the path must be an integer from 1 to 2147483647, got 'x1'."
     )
