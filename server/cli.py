@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from server.config import Config
 from server.errors import CliError
+from server.schema import MAX_PID
 
 if TYPE_CHECKING:
     from server.store.base import Store
@@ -24,6 +25,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _pid(text: str) -> int:
+    """A project id as the wire format allows it (server.schema.Pid)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PID:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_PID}, got {text!r}")
     return value
 
 
@@ -60,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     project_commands = project.add_subparsers(dest="project_command", required=True)
     add = project_commands.add_parser("add", help="create a project and print its keys")
     add.add_argument("name")
-    add.add_argument("--pid", type=_positive_int, help="project id (default: the next free one)")
+    add.add_argument("--pid", type=_pid, help="project id (default: the next free one)")
     add.add_argument("--batch-size", type=_positive_int, default=50, help="SDK batch size")
     _store_options(add)
     listing = project_commands.add_parser("list", help="list projects with their keys")
@@ -73,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--format", choices=("csv", "jsonl"), help="input format")
 
     zoning = commands.add_parser("zoning", help="per-element metrics of one screen (SPEC §7)")
-    zoning.add_argument("--pid", type=_positive_int, required=True, help="project id")
+    zoning.add_argument("--pid", type=_pid, required=True, help="project id")
     zoning.add_argument("--screen", required=True, help="screen name")
     zoning.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD", help="first UTC day")
     zoning.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD", help="last UTC day")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.ingest import IngestResult, PreparedBatch
+from server.schema import MAX_PID
 from server.snapshots import ResolvedSnapshot
 from server.zoning import ZoningQuery, ZoningReport
 
@@ -35,6 +36,15 @@ class Project:
 
 class ProjectExists(Exception):
     """Raised by create_project when the pid or name is taken."""
+
+
+def check_next_pid(pid: int) -> None:
+    """The pid create_project picks (the highest + 1) must fit the wire format's, or no batch
+    could ever name the project."""
+    if pid > MAX_PID:
+        raise ProjectExists(
+            f"No project id is free after {MAX_PID}, the highest in use; choose a free one."
+        )
 
 
 class Store(Protocol):

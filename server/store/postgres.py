@@ -12,7 +12,7 @@ import asyncpg
 
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
-from server.store.base import Project, ProjectExists
+from server.store.base import Project, ProjectExists, check_next_pid
 from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
 from server.store.postgres_schema import (
@@ -149,6 +149,7 @@ class PostgresStore:
                 raise ProjectExists(f"A project named {name!r} already exists.")
             if pid is None:
                 pid = await conn.fetchval("SELECT coalesce(max(pid), 0) + 1 FROM projects")
+                check_next_pid(pid)
             await conn.execute(
                 "INSERT INTO projects (pid, name, ingest_key, read_key, batch_size, created_ms) "
                 "VALUES ($1, $2, $3, $4, $5, $6)",

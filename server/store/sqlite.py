@@ -17,7 +17,7 @@ import aiosqlite
 
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
-from server.store.base import Project, ProjectExists
+from server.store.base import Project, ProjectExists, check_next_pid
 from server.store.file_lock import FileLock
 from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
@@ -232,7 +232,10 @@ class SqliteStore:
                 raise ProjectExists(f"Project {pid} already exists.")
             if conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
                 raise ProjectExists(f"A project named {name!r} already exists.")
-            cur = conn.execute(
+            if pid is None:
+                (pid,) = conn.execute("SELECT coalesce(max(pid), 0) + 1 FROM projects").fetchone()
+                check_next_pid(pid)
+            conn.execute(
                 "INSERT INTO projects (pid, name, ingest_key, read_key, batch_size, created_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (pid, name, ingest_key, read_key, batch_size, int(time.time() * 1000)),
@@ -242,7 +245,7 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
         self._wal.sync_now()
-        return Project(int(cur.lastrowid or 0), name, ingest_key, read_key, batch_size)
+        return Project(pid, name, ingest_key, read_key, batch_size)
 
     # -- zoning --------------------------------------------------------------------------------
 

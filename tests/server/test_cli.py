@@ -48,6 +48,19 @@ def test_project_add_refuses_a_taken_pid_or_name(new_database, capsys) -> None:
     )  # fmt: skip
 
 
+def test_project_add_after_the_highest_pid_asks_for_a_free_one(new_database, capsys) -> None:
+    db = new_database().cli_options
+    run(capsys, "project", "add", "last", "--pid", "2147483647", *db)
+    assert run(capsys, "project", "add", "next", *db) == (
+        2, "", "error: No project id is free after 2147483647, the highest in use; "
+        "choose a free one.\n"
+    )  # fmt: skip
+    code, out, _ = run(capsys, "project", "add", "next", "--pid", "2", *db)
+    assert code == 0 and json.loads(out)["pid"] == 2
+    code, out, _ = run(capsys, "project", "list", *db)
+    assert [json.loads(line)["pid"] for line in out.splitlines()] == [2, 2147483647]
+
+
 def test_db_from_environment(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("TAPZONE_DB", str(tmp_path / "env.db"))
     assert run(capsys, "project", "add", "shop")[0] == 0
@@ -59,7 +72,14 @@ def test_db_from_environment(tmp_path, capsys, monkeypatch) -> None:
     [
         ([], "error: tapzone: the following arguments are required: command\n"),
         (["project", "add", "x", "--pid", "0"],
-         "error: tapzone project add: argument --pid: expected a positive integer, got '0'\n"),
+         "error: tapzone project add: argument --pid: expected an integer from 1 to 2147483647, "
+         "got '0'\n"),
+        (["project", "add", "x", "--pid", "2147483648"],  # no batch could name it
+         "error: tapzone project add: argument --pid: expected an integer from 1 to 2147483647, "
+         "got '2147483648'\n"),
+        (["zoning", "--pid", "x", "--screen", "S"],
+         "error: tapzone zoning: argument --pid: expected an integer from 1 to 2147483647, "
+         "got 'x'\n"),
         (["serve", "--port", "http"],
          "error: tapzone serve: argument --port: expected a positive integer, got 'http'\n"),
         (["serve", "--workers", "0"],
