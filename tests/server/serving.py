@@ -66,12 +66,11 @@ def serving(
         yield proc
     finally:
         if proc.poll() is None:
-            family = children(proc.pid)
             proc.terminate()
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                for pid in [proc.pid, *family]:
+                for pid in [*children(proc.pid), proc.pid]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 proc.wait()
