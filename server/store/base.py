@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from server.errors import ServiceError
 from server.ingest import IngestResult, PreparedBatch
 from server.schema import MAX_PID
 from server.snapshots import ResolvedSnapshot
@@ -32,6 +33,23 @@ class Project:
             "read_key": self.read_key,
             "batch_size": self.batch_size,
         }
+
+
+# Seconds a client is asked to wait after a full disk: an operator has to make room first.
+RETRY_WHEN_FULL_S = 60
+
+
+class StoreFull(ServiceError):
+    """The database's disk (or its size limit) is full: the write was rolled back whole.
+    A 503 the client retries later, not a 500, and no traceback per request in the log."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database has no space left; nothing of this request was stored. Retry later.",
+            headers={"Retry-After": str(RETRY_WHEN_FULL_S)},
+        )
 
 
 class ProjectExists(Exception):

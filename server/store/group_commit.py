@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from server.errors import Overloaded
+from server.errors import Overloaded, ServiceError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -134,6 +134,9 @@ class GroupCommitWriter(Generic[T, R]):
                 total += entry[1]
             try:
                 results = await self._write_group([item for item, _, _ in group])
+            except ServiceError as exc:  # a reply of its own (a full disk): one line
+                log.error("group commit of %d items failed: %s", len(group), exc.message)
+                results = [exc] * len(group)
             except Exception as exc:  # the whole transaction failed: nothing of it is stored
                 log.exception("group commit of %d items failed", len(group))
                 results = [exc] * len(group)

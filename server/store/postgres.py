@@ -12,7 +12,7 @@ import asyncpg
 
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
-from server.store.base import Project, ProjectExists, check_next_pid
+from server.store.base import Project, ProjectExists, StoreFull, check_next_pid
 from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
 from server.store.postgres_schema import (
@@ -207,6 +207,8 @@ class PostgresStore:
                 if attempt == _ATTEMPTS:
                     raise
                 log.info("group of %d batches aborted by a lock conflict; again", len(batches))
+            except asyncpg.DiskFullError as exc:  # not an item's fault: no split, a 503
+                raise StoreFull() from exc
         raise AssertionError("unreachable")
 
     async def _commit(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:

@@ -17,7 +17,7 @@ import aiosqlite
 
 from server.ingest import IngestResult, PreparedBatch
 from server.snapshots import ResolvedSnapshot
-from server.store.base import Project, ProjectExists, check_next_pid
+from server.store.base import Project, ProjectExists, StoreFull, check_next_pid
 from server.store.file_lock import FileLock
 from server.store.group_commit import GroupCommitWriter, commit_or_split
 from server.store.keys import new_keys
@@ -189,7 +189,14 @@ class SqliteStore:
         self._wconn = conn
 
     async def _in_writer(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            # SQLITE_FULL ("database or disk is full"): rolled back; the whole group fails
+            # at once (commit_or_split splits only on item errors), and recovers with space.
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise StoreFull() from exc
+            raise
 
     @property
     def _read(self) -> aiosqlite.Connection:

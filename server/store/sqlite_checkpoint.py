@@ -55,6 +55,7 @@ class Checkpointer:
         try:
             conn.execute("PRAGMA busy_timeout = 100")
             conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL before copying it
+            failing = ""  # the error of the last checkpoint, logged once (a full disk)
             while not self._stop:
                 self._due.wait(IDLE_CHECKPOINT_S)
                 self._due.clear()
@@ -63,7 +64,13 @@ class Checkpointer:
                 try:
                     # Busy (another process's checkpoint runs) is a row here, not an error.
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error:
-                    log.exception("WAL checkpoint failed; the writer's backstop takes over")
+                except sqlite3.Error as exc:
+                    if str(exc) != failing:
+                        log.exception("WAL checkpoint failed; the writer's backstop takes over")
+                    failing = str(exc)
+                else:
+                    if failing:
+                        log.info("WAL checkpoints succeed again")
+                    failing = ""
         finally:
             conn.close()
