@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -168,6 +169,8 @@ async def _project(args: argparse.Namespace, config: Config) -> int:
                 )
             except ProjectExists as exc:
                 raise CliError(str(exc)) from None
+            except sqlite3.Error as exc:  # a read-only file, a full disk
+                raise CliError(f"cannot write to the database: {exc}") from None
             print(json.dumps(project.as_json()))
         else:
             for project in await store.list_projects():

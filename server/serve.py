@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -12,21 +13,33 @@ from aiohttp import web
 
 from server.app import RUNNER_KWARGS, create_app
 from server.config import Config
+from server.errors import CliError
 from server.store.sqlite_fold_process import CHECK_S, FoldProcess
+
+log = logging.getLogger(__name__)
+
+
+# What keeps a server from starting, shown as one line: a store it cannot open (ValueError,
+# server.store), an address it cannot listen on (OSError).
+START_ERRORS = (ValueError, OSError)
 
 
 def serve(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; returns the exit status."""
     count = config.worker_count
-    if count == 1:
-        app = create_app(config)
-        if folds_in_a_process(config):
-            app.cleanup_ctx.append(fold_process_ctx(config))
-        run(app, config)
-        return 0
-    from server.workers import supervise
+    try:
+        if count == 1:
+            app = create_app(config)
+            if folds_in_a_process(config):
+                app.cleanup_ctx.append(fold_process_ctx(config))
+            run(app, config)
+            return 0
+        from server.workers import supervise
 
-    return supervise(config, count)
+        return supervise(config, count)
+    except START_ERRORS as exc:
+        log.debug("the server could not start", exc_info=True)
+        raise CliError(f"the server could not start: {exc}") from None
 
 
 def folds_in_a_process(config: Config) -> bool:

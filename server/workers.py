@@ -27,7 +27,7 @@ from aiohttp import web
 
 from server.app import bootstrap_default_project, create_app
 from server.config import Config
-from server.serve import beside, folds_in_a_process, run
+from server.serve import START_ERRORS, beside, folds_in_a_process, run
 from server.store import make_store
 from server.store.sqlite_fold_process import FoldProcess
 
@@ -200,6 +200,12 @@ def _worker_main(supervisor_pid: int) -> int:
         app = create_app(config)
         app.cleanup_ctx.append(_stop_without(supervisor_pid))
         run(app, config, reuse_port=True, on_ready=on_ready)
+    except START_ERRORS as exc:
+        if ready:
+            log.exception("the worker failed")
+            return 1
+        log.error("the worker could not start: %s", exc)  # the port, the database
+        return BOOT_FAILED
     except Exception:
         log.exception("the worker %s", "failed" if ready else "could not start")
         return 1 if ready else BOOT_FAILED

@@ -127,8 +127,12 @@ class SqliteStore:
     async def open(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        await self._in_writer(self._open_writer)
-        await self._in_writer(self._folder.open)
+        try:
+            await self._in_writer(self._open_writer)
+            await self._in_writer(self._folder.open)
+        except sqlite3.DatabaseError as exc:  # a directory, not a database, unreadable…
+            # ValueError, as PostgresStore.open's: what `tapzone` shows as one line.
+            raise ValueError(f"SQLite database {self.path}: {exc}") from None
         self._rconn = await aiosqlite.connect(self.path)
         await self._rconn.execute("PRAGMA busy_timeout = 5000")
         await self._rconn.execute(f"PRAGMA cache_size = -{self._cache_kib}")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from server.cli import main
+from server.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KEY = re.compile(r"^tz[ir]_[A-Za-z0-9_-]{32}$")
 
@@ -121,3 +129,53 @@ def test_an_unreachable_postgresql_is_one_line(capsys, monkeypatch) -> None:
         "error: cannot open the store: cannot connect to PostgreSQL at 127.0.0.1:1/tapzone: "
     )
     assert err.count("\n") == 1 and "secret" not in err
+
+
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path, capsys) -> None:
+    garbage = tmp_path / "notes.db"
+    garbage.write_bytes(b"not a database, " * 1000)
+    for argv in (["project", "list"], ["zoning", "--pid", "1", "--screen", "S"]):
+        assert run(capsys, *argv, "--db", str(garbage)) == (
+            2, "", f"error: cannot open the store: SQLite database {garbage}: file is not a "
+            "database\n",
+        )  # fmt: skip
+    # serve stops before it starts anything, as one line, with one worker or several
+    for workers in ("1", "2"):
+        assert run(capsys, "serve", "--db", str(garbage), "--workers", workers) == (
+            2, "", f"error: the server could not start: SQLite database {garbage}: file is not "
+            "a database\n",
+        )  # fmt: skip
+    directory = tmp_path / "a-directory.db"
+    directory.mkdir()
+    assert run(capsys, "project", "list", "--db", str(directory)) == (
+        2, "", f"error: cannot open the store: SQLite database {directory}: unable to open "
+        "database file\n",
+    )  # fmt: skip
+
+
+def test_a_write_the_database_refuses_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    async def read_only(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(SqliteStore, "create_project", read_only)
+    assert run(capsys, "project", "add", "shop", "--db", str(tmp_path / "t.db")) == (
+        2, "", "error: cannot write to the database: attempt to write a readonly database\n"
+    )  # fmt: skip
+
+
+def test_serve_on_a_taken_port_is_one_line(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "serve", "--db", str(tmp_path / "t.db"),
+             "--port", str(port), "--workers", "1"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "error: the server could not start: [Errno 98] error while attempting to bind on "
+        f"address ('127.0.0.1', {port}): address already in use"
+    )
+    assert "Traceback" not in done.stderr
