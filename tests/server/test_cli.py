@@ -131,6 +131,15 @@ def test_an_unreachable_postgresql_is_one_line(capsys, monkeypatch) -> None:
     assert err.count("\n") == 1 and "secret" not in err
 
 
+def serve(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`tapzone serve` in a process of its own, expected to stop at once (one worker unless
+    `argv` says otherwise)."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--workers", "1", *argv],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
 def test_a_file_that_is_not_a_database_is_one_line(tmp_path, capsys) -> None:
     garbage = tmp_path / "notes.db"
     garbage.write_bytes(b"not a database, " * 1000)
@@ -139,9 +148,11 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path, capsys) -> None:
             2, "", f"error: cannot open the store: SQLite database {garbage}: file is not a "
             "database\n",
         )  # fmt: skip
-    # serve stops before it starts anything, as one line, with one worker or several
+    # serve stops before it starts anything, as one line, with one worker or several (in a
+    # process of its own: serve tunes the GC of the process it runs in)
     for workers in ("1", "2"):
-        assert run(capsys, "serve", "--db", str(garbage), "--workers", workers) == (
+        done = serve(tmp_path, "--db", str(garbage), "--workers", workers)
+        assert (done.returncode, done.stdout, done.stderr) == (
             2, "", f"error: the server could not start: SQLite database {garbage}: file is not "
             "a database\n",
         )  # fmt: skip
@@ -168,11 +179,7 @@ def test_serve_on_a_taken_port_is_one_line(tmp_path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "server.cli", "serve", "--db", str(tmp_path / "t.db"),
-             "--port", str(port), "--workers", "1"],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        done = serve(tmp_path, "--db", str(tmp_path / "t.db"), "--port", str(port))
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == (
         "error: the server could not start: [Errno 98] error while attempting to bind on "
