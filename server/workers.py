@@ -200,14 +200,11 @@ def _worker_main(supervisor_pid: int) -> int:
         app = create_app(config)
         app.cleanup_ctx.append(_stop_without(supervisor_pid))
         run(app, config, reuse_port=True, on_ready=on_ready)
-    except START_ERRORS as exc:
-        if ready:
-            log.exception("the worker failed")
-            return 1
-        log.error("the worker could not start: %s", exc)  # the port, the database
-        return BOOT_FAILED
-    except Exception:
-        log.exception("the worker %s", "failed" if ready else "could not start")
+    except Exception as exc:
+        if not ready and isinstance(exc, START_ERRORS):  # the port, the database: one line
+            log.error("the worker could not start: %s", exc)
+        else:
+            log.exception("the worker %s", "failed" if ready else "could not start")
         return 1 if ready else BOOT_FAILED
     return 0
 
