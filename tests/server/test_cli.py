@@ -179,10 +179,19 @@ def test_serve_on_a_taken_port_is_one_line(tmp_path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = serve(tmp_path, "--db", str(tmp_path / "t.db"), "--port", str(port))
-    assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == (
-        "error: the server could not start: [Errno 98] error while attempting to bind on "
-        f"address ('127.0.0.1', {port}): address already in use"
+        one = serve(tmp_path, "--db", str(tmp_path / "t.db"), "--port", str(port))
+        two = serve(tmp_path, "--db", str(tmp_path / "t.db"), "--port", str(port), "--workers", "2")
+    reason = (
+        "[Errno 98] error while attempting to bind on address ('127.0.0.1', "
+        f"{port}): address already in use"
     )
-    assert "Traceback" not in done.stderr
+    assert one.returncode == 2
+    assert one.stderr.splitlines()[-1] == f"error: the server could not start: {reason}"
+    # Several workers: each logs its reason in one line, and the supervisor stops.
+    assert two.returncode == 1
+    assert re.search(
+        rf"ERROR \[worker \d+\] server.workers: the worker could not start: {re.escape(reason)}\n",
+        two.stderr,
+    )
+    assert "exited with status 3: it could not start; stopping the others" in two.stderr
+    assert "Traceback" not in one.stderr + two.stderr
