@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from server.config import Config
-from server.errors import CliError
+from server.errors import CliError, ServiceError
 from server.schema import MAX_PID
 
 if TYPE_CHECKING:
@@ -169,8 +169,10 @@ async def _project(args: argparse.Namespace, config: Config) -> int:
                 )
             except ProjectExists as exc:
                 raise CliError(str(exc)) from None
-            except sqlite3.Error as exc:  # a read-only file, a full disk
+            except sqlite3.Error as exc:  # a read-only file
                 raise CliError(f"cannot write to the database: {exc}") from None
+            except ServiceError as exc:  # a full disk (StoreFull), on either backend
+                raise CliError(f"cannot write to the database: {exc.message}") from None
             print(json.dumps(project.as_json()))
         else:
             for project in await store.list_projects():

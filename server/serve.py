@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -13,15 +14,16 @@ from aiohttp import web
 
 from server.app import RUNNER_KWARGS, create_app
 from server.config import Config
-from server.errors import CliError
+from server.errors import CliError, ServiceError
 from server.store.sqlite_fold_process import CHECK_S, FoldProcess
 
 log = logging.getLogger(__name__)
 
 
 # What keeps a server from starting, shown as one line: a store it cannot open (ValueError,
-# server.store), an address it cannot listen on (OSError).
-START_ERRORS = (ValueError, OSError)
+# server.store) or write (the default project of an empty database), an address it cannot
+# listen on (OSError).
+START_ERRORS = (ValueError, OSError, sqlite3.Error, ServiceError)
 
 
 def serve(config: Config) -> int:

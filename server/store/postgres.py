@@ -150,11 +150,14 @@ class PostgresStore:
             if pid is None:
                 pid = await conn.fetchval("SELECT coalesce(max(pid), 0) + 1 FROM projects")
                 check_next_pid(pid)
-            await conn.execute(
-                "INSERT INTO projects (pid, name, ingest_key, read_key, batch_size, created_ms) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                pid, name, ingest_key, read_key, batch_size, int(time.time() * 1000),
-            )  # fmt: skip
+            try:
+                await conn.execute(
+                    "INSERT INTO projects (pid, name, ingest_key, read_key, batch_size, "
+                    "created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                    pid, name, ingest_key, read_key, batch_size, int(time.time() * 1000),
+                )  # fmt: skip
+            except asyncpg.DiskFullError as exc:
+                raise StoreFull() from exc
         return Project(int(pid), name, ingest_key, read_key, batch_size)
 
     # -- zoning --------------------------------------------------------------------------------

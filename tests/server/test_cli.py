@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from server.cli import main
-from server.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,14 +162,35 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path, capsys) -> None:
     )  # fmt: skip
 
 
-def test_a_write_the_database_refuses_is_one_line(tmp_path, capsys, monkeypatch) -> None:
-    async def read_only(*args: object, **kwargs: object) -> None:
-        raise sqlite3.OperationalError("attempt to write a readonly database")
-
-    monkeypatch.setattr(SqliteStore, "create_project", read_only)
-    assert run(capsys, "project", "add", "shop", "--db", str(tmp_path / "t.db")) == (
-        2, "", "error: cannot write to the database: attempt to write a readonly database\n"
+def test_a_write_the_database_refuses_is_one_line(new_database, tmp_path, capsys) -> None:
+    db = new_database()
+    assert run(capsys, "project", "list", *db.cli_options)[0] == 0  # migrated, no project
+    if db.backend == "sqlite":  # as a read-only file would
+        db.query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON projects "
+            "BEGIN SELECT RAISE(ABORT, 'no new projects here'); END"
+        )
+        reason = "no new projects here"
+    else:  # as a full disk would: SQLSTATE 53100, asyncpg's DiskFullError
+        db.query(
+            "CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+        )
+        db.query(
+            "CREATE TRIGGER no_room BEFORE INSERT ON projects "
+            "FOR EACH ROW EXECUTE FUNCTION no_room()"
+        )
+        reason = (
+            "The database has no space left; nothing of this request was stored. Retry later."
+        )
+    assert run(capsys, "project", "add", "shop", *db.cli_options) == (
+        2, "", f"error: cannot write to the database: {reason}\n"
     )  # fmt: skip
+    # serve on this empty database cannot create its default project: one line too
+    done = serve(tmp_path, *db.cli_options)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"error: the server could not start: {reason}"
+    assert "Traceback" not in done.stderr
 
 
 def test_serve_on_a_taken_port_is_one_line(tmp_path) -> None:
