@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -36,6 +37,16 @@ _SNAPSHOT_LOCK_CLASS = 737_403  # advisory lock (this, pid): one target-map swap
 # the group is then simply committed again.
 _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _ATTEMPTS = 5
+
+
+@contextlib.contextmanager
+def _room_needed() -> Iterator[None]:
+    """A write: asyncpg's DiskFullError (SQLSTATE 53100) as StoreFull, the 503 a client
+    retries later."""
+    try:
+        yield
+    except asyncpg.DiskFullError as exc:
+        raise StoreFull() from exc
 
 
 def _project(row: asyncpg.Record) -> Project:
@@ -138,26 +149,24 @@ class PostgresStore:
         self, name: str, *, pid: int | None = None, batch_size: int = 50
     ) -> Project:
         ingest_key, read_key = new_keys()
-        async with self._write.acquire() as conn, conn.transaction():
-            # Readers go on; other creators wait, so "the next free pid" is really free.
-            await conn.execute("LOCK TABLE projects IN SHARE ROW EXCLUSIVE MODE")
-            if pid is not None and await conn.fetchval(
-                "SELECT 1 FROM projects WHERE pid = $1", pid
-            ):
-                raise ProjectExists(f"Project {pid} already exists.")
-            if await conn.fetchval("SELECT 1 FROM projects WHERE name = $1", name):
-                raise ProjectExists(f"A project named {name!r} already exists.")
-            if pid is None:
-                pid = await conn.fetchval("SELECT coalesce(max(pid), 0) + 1 FROM projects")
-                check_next_pid(pid)
-            try:
+        with _room_needed():
+            async with self._write.acquire() as conn, conn.transaction():
+                # Readers go on; other creators wait, so "the next free pid" is really free.
+                await conn.execute("LOCK TABLE projects IN SHARE ROW EXCLUSIVE MODE")
+                if pid is not None and await conn.fetchval(
+                    "SELECT 1 FROM projects WHERE pid = $1", pid
+                ):
+                    raise ProjectExists(f"Project {pid} already exists.")
+                if await conn.fetchval("SELECT 1 FROM projects WHERE name = $1", name):
+                    raise ProjectExists(f"A project named {name!r} already exists.")
+                if pid is None:
+                    pid = await conn.fetchval("SELECT coalesce(max(pid), 0) + 1 FROM projects")
+                    check_next_pid(pid)
                 await conn.execute(
                     "INSERT INTO projects (pid, name, ingest_key, read_key, batch_size, "
                     "created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
                     pid, name, ingest_key, read_key, batch_size, int(time.time() * 1000),
                 )  # fmt: skip
-            except asyncpg.DiskFullError as exc:
-                raise StoreFull() from exc
         return Project(int(pid), name, ingest_key, read_key, batch_size)
 
     # -- zoning --------------------------------------------------------------------------------
@@ -170,23 +179,24 @@ class PostgresStore:
     async def save_snapshot(self, snapshot: ResolvedSnapshot, body: bytes) -> int:
         """Store the snapshot; its target map replaces the one of its (screen, version)."""
         key = (snapshot.pid, snapshot.screen, snapshot.av)
-        async with self._write.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, $2)", _SNAPSHOT_LOCK_CLASS, snapshot.pid
-            )
-            snapshot_id = await conn.fetchval(
-                "INSERT INTO snapshots (pid, screen, av, platform, received_ms, body) "
-                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING snapshot_id",
-                *key, snapshot.platform, int(time.time() * 1000), body,
-            )  # fmt: skip
-            await conn.execute(
-                "DELETE FROM target_map WHERE pid = $1 AND screen = $2 AND av = $3", *key
-            )
-            await conn.executemany(
-                "INSERT INTO target_map (pid, screen, av, tvp, target, kind) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                [(*key, *entry) for entry in snapshot.target_map()],
-            )
+        with _room_needed():
+            async with self._write.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2)", _SNAPSHOT_LOCK_CLASS, snapshot.pid
+                )
+                snapshot_id = await conn.fetchval(
+                    "INSERT INTO snapshots (pid, screen, av, platform, received_ms, body) "
+                    "VALUES ($1, $2, $3, $4, $5, $6) RETURNING snapshot_id",
+                    *key, snapshot.platform, int(time.time() * 1000), body,
+                )  # fmt: skip
+                await conn.execute(
+                    "DELETE FROM target_map WHERE pid = $1 AND screen = $2 AND av = $3", *key
+                )
+                await conn.executemany(
+                    "INSERT INTO target_map (pid, screen, av, tvp, target, kind) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    [(*key, *entry) for entry in snapshot.target_map()],
+                )
         return int(snapshot_id)
 
     # -- ingest --------------------------------------------------------------------------------
@@ -205,13 +215,12 @@ class PostgresStore:
     async def _commit_retrying(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await self._commit(batches)
+                with _room_needed():  # not an item's fault: StoreFull is not split, a 503
+                    return await self._commit(batches)
             except _RETRIED:
                 if attempt == _ATTEMPTS:
                     raise
                 log.info("group of %d batches aborted by a lock conflict; again", len(batches))
-            except asyncpg.DiskFullError as exc:  # not an item's fault: no split, a 503
-                raise StoreFull() from exc
         raise AssertionError("unreachable")
 
     async def _commit(self, batches: Sequence[PreparedBatch]) -> list[IngestResult]:

@@ -253,7 +253,8 @@ class SqliteStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): not again
+                conn.execute("ROLLBACK")
             raise
         self._wal.sync_now()
         return Project(pid, name, ingest_key, read_key, batch_size)
@@ -289,7 +290,8 @@ class SqliteStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): not again
+                conn.execute("ROLLBACK")
             raise
         self._wal.sync_now()
         return int(cur.lastrowid or 0)

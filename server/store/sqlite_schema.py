@@ -300,6 +300,7 @@ def migrate(
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): not again
+                conn.execute("ROLLBACK")
             raise
     return max(v for v, _ in migrations)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from support import Service
+from support import Service, load_fixture
+from test_snapshots import post_snapshot
 
 from server import keys
 from server.store import sqlite_checkpoint
@@ -104,3 +105,25 @@ def test_a_checkpoint_that_keeps_failing_is_logged_once(
         ("WAL checkpoint failed; the writer's backstop takes over", True),
         ("WAL checkpoints succeed again", False),
     ]
+
+
+async def test_a_snapshot_on_a_full_database_answers_503(service: Service) -> None:
+    store = service.app[keys.STORE]
+    if isinstance(store, SqliteStore):
+        await store._in_writer(limit_pages, store, 0)
+    else:  # PostgreSQL cannot extend the snapshots table (SQLSTATE 53100)
+        service.query(
+            "CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+        )
+        service.query(
+            "CREATE TRIGGER no_room BEFORE INSERT ON snapshots "
+            "FOR EACH ROW EXECUTE FUNCTION no_room()"
+        )
+    snapshot = load_fixture("snapshots/seed_restoration.json")
+    snapshot["padding"] = "x" * 200_000  # stored in the raw body: new pages
+    resp = await post_snapshot(service, snapshot)
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "60"
+    assert await resp.json() == FULL
+    assert service.query("SELECT count(*) FROM snapshots") == [(0,)]
