@@ -32,6 +32,7 @@ from server.store.sqlite_schema import (
     LAST_EVENT_ID,
     last_event_id,
     migrate,
+    transaction,
 )
 from server.store.sqlite_sync import WalSync
 from server.store.sqlite_zoning_file import zoning_file
@@ -234,8 +235,7 @@ class SqliteStore:
     def _create_project(self, name: str, pid: int | None, batch_size: int) -> Project:
         conn = self._conn()
         ingest_key, read_key = new_keys()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             if (
                 pid is not None
                 and conn.execute("SELECT 1 FROM projects WHERE pid = ?", (pid,)).fetchone()
@@ -251,11 +251,6 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (pid, name, ingest_key, read_key, batch_size, int(time.time() * 1000)),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): not again
-                conn.execute("ROLLBACK")
-            raise
         self._wal.sync_now()
         return Project(pid, name, ingest_key, read_key, batch_size)
 
@@ -275,8 +270,7 @@ class SqliteStore:
         """Store the snapshot; its target map replaces the one of its (screen, version)."""
         conn = self._conn()
         key = (snapshot.pid, snapshot.screen, snapshot.av)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             cur = conn.execute(
                 "INSERT INTO snapshots (pid, screen, av, platform, received_ms, body) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -288,11 +282,6 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(*key, *entry) for entry in snapshot.target_map()],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): not again
-                conn.execute("ROLLBACK")
-            raise
         self._wal.sync_now()
         return int(cur.lastrowid or 0)
 
@@ -335,26 +324,19 @@ class SqliteStore:
         self._dedupe.catch_up(conn, last_event_id(conn))
         rows = list(itertools.chain.from_iterable(b.events for b in batches))
         keep, keys = self._dedupe.fresh(conn, rows)
-        with self._writer_lock.held():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                first_id, top = conn.execute(_NEXT_IDS).fetchone()
-                self._dedupe.catch_up(conn, top, check=(rows, keys, keep))
-                ids = range(first_id, first_id + len(batches))
-                insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
-                kept = keep.tolist()
-                events = with_batch_ids_of(rows, ids, [b.events for b in batches])
-                new = list(itertools.compress(events, kept))
-                insert_rows(conn, *INSERT_EVENT, new)
-                if last_event_id(conn) != top + len(new):  # what committed() relies on
-                    raise sqlite3.IntegrityError("The new events did not get consecutive rowids.")
-                quarantine = with_batch_ids(ids, [b.quarantine for b in batches])
-                insert_rows(conn, *INSERT_QUARANTINE, quarantine)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._writer_lock.held(), transaction(conn):
+            first_id, top = conn.execute(_NEXT_IDS).fetchone()
+            self._dedupe.catch_up(conn, top, check=(rows, keys, keep))
+            ids = range(first_id, first_id + len(batches))
+            insert_rows(conn, *INSERT_BATCH, [(i, *b.header) for i, b in zip(ids, batches)])
+            kept = keep.tolist()
+            events = with_batch_ids_of(rows, ids, [b.events for b in batches])
+            new = list(itertools.compress(events, kept))
+            insert_rows(conn, *INSERT_EVENT, new)
+            if last_event_id(conn) != top + len(new):  # what committed() relies on
+                raise sqlite3.IntegrityError("The new events did not get consecutive rowids.")
+            quarantine = with_batch_ids(ids, [b.quarantine for b in batches])
+            insert_rows(conn, *INSERT_QUARANTINE, quarantine)
         self._wal.start()
         self._folder.start_soon(top + len(new))
         self._dedupe.committed(keys[keep], top + 1)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from server.ingest import BATCH_COLUMNS, EVENT_COLUMNS, QUARANTINE_COLUMNS
 from server.store.sqlite_zoning_migrations import (
@@ -254,16 +255,37 @@ INSERT_QUARANTINE = (
 )
 
 
-# The rowid of the newest stored event (0 for none), as a query of its own or a subquery.
-LAST_EVENT_ID = "SELECT coalesce(max(rowid), 0) FROM events"
+def last_event_id_query(schema: str = "main") -> str:
+    """The rowid of the newest stored event (0 for none), as a query of its own or a
+    subquery, from the events table of `schema` (`ev` where the events file is attached)."""
+    return f"SELECT coalesce(max(rowid), 0) FROM {schema}.events"
 
 
-def last_event_id(conn: sqlite3.Connection) -> int:
+LAST_EVENT_ID = last_event_id_query()
+
+
+def last_event_id(conn: sqlite3.Connection, schema: str = "main") -> int:
     """The rowid of the newest stored event (0 for none). A new row gets max(rowid) + 1
     while that is below 2**63 - 1, so the events of a transaction are the rowids after the
     value read at its start."""
-    (top,) = conn.execute(LAST_EVENT_ID).fetchone()
+    query = LAST_EVENT_ID if schema == "main" else last_event_id_query(schema)
+    (top,) = conn.execute(query).fetchone()
     return int(top)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """`begin`, and COMMIT at the end of the block; on any error ROLLBACK, unless SQLite has
+    rolled back already: it does so itself on SQLITE_FULL, and a second ROLLBACK would fail
+    ("cannot rollback - no transaction is active") and hide the cause."""
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def migrate(
@@ -283,13 +305,11 @@ def migrate(
     for version, script in migrations:
         if version in done:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             if conn.execute(
                 "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
             ).fetchone():
-                conn.execute("ROLLBACK")  # another process applied it meanwhile
-                continue
+                continue  # another process applied it meanwhile
             statements = script.split(";") if isinstance(script, str) else script
             for statement in statements:
                 if statement.strip():
@@ -298,9 +318,4 @@ def migrate(
                 "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
                 (version, int(time.time() * 1000)),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite rolled back itself (SQLITE_FULL): not again
-                conn.execute("ROLLBACK")
-            raise
     return max(v for v, _ in migrations)

@@ -20,7 +20,7 @@ import logging
 import sqlite3
 import time
 
-from server.store.sqlite_schema import migrate
+from server.store.sqlite_schema import last_event_id, migrate, transaction
 from server.store.sqlite_zoning import update_zoning
 from server.store.sqlite_zoning_blocks import DAY_MS, update_blocks
 
@@ -147,7 +147,6 @@ _DERIVED_TABLES = (
 _EVENT_AT_OR_BEFORE = (
     "SELECT rowid, euid FROM ev.events WHERE rowid <= ? ORDER BY rowid DESC LIMIT 1"
 )
-_LAST_STORED = "SELECT coalesce(max(rowid), 0) FROM ev.events"
 _COPY = "INSERT INTO temp.events SELECT * FROM ev.events WHERE rowid > ? AND rowid <= ?"
 
 
@@ -203,34 +202,28 @@ def fold(conn: sqlite3.Connection) -> int:
     backstop, and then a writer's COMMIT checkpointed tens of MB inside the write lock. The
     second transaction folds the copy and moves the mark.
     """
-    conn.execute("BEGIN")
     try:
-        done, euid = conn.execute("SELECT event_id, euid FROM zoning_folded").fetchone()
-        if done and conn.execute(_EVENT_AT_OR_BEFORE, (done,)).fetchone() != (done, euid):
-            log.warning(
-                "the zoning file has folded event %d, which the events file does not hold "
-                "(a power cut lost its last commits): folding every event again", done,
-            )  # fmt: skip
-            for table in _DERIVED_TABLES:
-                conn.execute(f"DELETE FROM {table}")
-            conn.execute("UPDATE zoning_folded SET event_id = 0, euid = NULL")
-            done = 0
-        (stored,) = conn.execute(_LAST_STORED).fetchone()
-        upto = min(stored, done + FOLD_CHUNK_EVENTS)
-        mark = conn.execute(_EVENT_AT_OR_BEFORE, (upto,)).fetchone()
-        conn.execute(_COPY, (done, upto))
-        conn.execute("COMMIT")  # (with a reset above: the next fold starts from nothing)
-        conn.execute("BEGIN")
-        if upto > done:
-            update_zoning(conn, done, upto)
-            conn.execute("UPDATE zoning_folded SET event_id = ?, euid = ?", mark)
-        else:  # nothing new: the blocks that earlier folds' budgets left out
-            update_blocks(conn, ())
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        with transaction(conn, "BEGIN"):
+            done, euid = conn.execute("SELECT event_id, euid FROM zoning_folded").fetchone()
+            if done and conn.execute(_EVENT_AT_OR_BEFORE, (done,)).fetchone() != (done, euid):
+                log.warning(
+                    "the zoning file has folded event %d, which the events file does not "
+                    "hold (a power cut lost its last commits): folding every event again", done,
+                )  # fmt: skip
+                for table in _DERIVED_TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+                conn.execute("UPDATE zoning_folded SET event_id = 0, euid = NULL")
+                done = 0
+            upto = min(last_event_id(conn, "ev"), done + FOLD_CHUNK_EVENTS)
+            mark = conn.execute(_EVENT_AT_OR_BEFORE, (upto,)).fetchone()
+            conn.execute(_COPY, (done, upto))
+        # (committed, with a reset above: the next fold starts from nothing)
+        with transaction(conn, "BEGIN"):
+            if upto > done:
+                update_zoning(conn, done, upto)
+                conn.execute("UPDATE zoning_folded SET event_id = ?, euid = ?", mark)
+            else:  # nothing new: the blocks that earlier folds' budgets left out
+                update_blocks(conn, ())
     finally:
         conn.execute("DELETE FROM temp.events")  # empty between folds, whatever happened
     return upto - done

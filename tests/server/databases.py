@@ -67,6 +67,19 @@ class TestDatabase:
         records = run_sync(self._pg("fetch", _numbered(sql), params))
         return [tuple(record) for record in records]
 
+    def full_on_insert(self, table: str) -> None:
+        """PostgreSQL only: every INSERT into `table` fails as on a full disk (SQLSTATE
+        53100, asyncpg's DiskFullError)."""
+        assert self.url is not None, "a trigger of PostgreSQL"
+        self.query(
+            "CREATE OR REPLACE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+        )
+        self.query(
+            f"CREATE TRIGGER no_room BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION no_room()"
+        )
+
     def execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         if self.url is None:
             with sqlite3.connect(self.path) as conn:  # type: ignore[arg-type]

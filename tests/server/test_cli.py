@@ -171,15 +171,8 @@ def test_a_write_the_database_refuses_is_one_line(new_database, tmp_path, capsys
             "BEGIN SELECT RAISE(ABORT, 'no new projects here'); END"
         )
         reason = "no new projects here"
-    else:  # as a full disk would: SQLSTATE 53100, asyncpg's DiskFullError
-        db.query(
-            "CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
-        )
-        db.query(
-            "CREATE TRIGGER no_room BEFORE INSERT ON projects "
-            "FOR EACH ROW EXECUTE FUNCTION no_room()"
-        )
+    else:  # as a full disk would
+        db.full_on_insert("projects")
         reason = (
             "The database has no space left; nothing of this request was stored. Retry later."
         )

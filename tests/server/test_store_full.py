@@ -25,15 +25,15 @@ FULL = {
 }
 
 
-def limit_pages(store: SqliteStore, extra: int | None) -> None:
-    """Cap the database at its size now plus `extra` pages (SQLite answers SQLITE_FULL past
-    it, as on a full disk); None lifts the cap."""
+def cap_pages(store: SqliteStore, full: bool) -> None:
+    """Cap the database at its size now (SQLite answers SQLITE_FULL past it, as on a full
+    disk), or lift the cap."""
     conn = store._conn()
-    if extra is None:
-        conn.execute("PRAGMA max_page_count = 4294967294")
-    else:
+    if full:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        conn.execute(f"PRAGMA max_page_count = {pages + extra}")
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+    else:
+        conn.execute("PRAGMA max_page_count = 4294967294")
 
 
 async def test_a_full_database_answers_503_and_takes_the_batch_once_there_is_room(
@@ -41,7 +41,7 @@ async def test_a_full_database_answers_503_and_takes_the_batch_once_there_is_roo
 ) -> None:
     store = service.app[keys.STORE]
     if isinstance(store, SqliteStore):
-        await store._in_writer(limit_pages, store, 0)
+        await store._in_writer(cap_pages, store, True)
     else:  # what asyncpg raises when PostgreSQL cannot extend a file (SQLSTATE 53100)
         commit = store._commit
 
@@ -63,7 +63,7 @@ async def test_a_full_database_answers_503_and_takes_the_batch_once_there_is_roo
     ]
     # Room again: the same batch is stored, once.
     if isinstance(store, SqliteStore):
-        await store._in_writer(limit_pages, store, None)
+        await store._in_writer(cap_pages, store, False)
     else:
         monkeypatch.setattr(store, "_commit", commit)
     resp = await service.post_batch(seed_batch)
@@ -110,16 +110,9 @@ def test_a_checkpoint_that_keeps_failing_is_logged_once(
 async def test_a_snapshot_on_a_full_database_answers_503(service: Service) -> None:
     store = service.app[keys.STORE]
     if isinstance(store, SqliteStore):
-        await store._in_writer(limit_pages, store, 0)
-    else:  # PostgreSQL cannot extend the snapshots table (SQLSTATE 53100)
-        service.query(
-            "CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
-        )
-        service.query(
-            "CREATE TRIGGER no_room BEFORE INSERT ON snapshots "
-            "FOR EACH ROW EXECUTE FUNCTION no_room()"
-        )
+        await store._in_writer(cap_pages, store, True)
+    else:  # PostgreSQL cannot extend the snapshots table
+        service.database.full_on_insert("snapshots")
     snapshot = load_fixture("snapshots/seed_restoration.json")
     snapshot["padding"] = "x" * 200_000  # stored in the raw body: new pages
     resp = await post_snapshot(service, snapshot)
